@@ -1,0 +1,144 @@
+//! The `analytics` commands. Each reads `Settings` and does one job.
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::{self, Role};
+use crate::config::Settings;
+use crate::startup::{AppState, Application};
+use crate::{db, statistics};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "analytics",
+    version,
+    about = "Records user activity and serves cached analytics over REST"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations (unless --no-migrate), then serve HTTP on APP_ADDR.
+    Serve {
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Create the database if needed, apply pending migrations, and exit.
+    Migrate,
+    /// Load deterministic synthetic activity.
+    Seed {
+        #[arg(long, default_value_t = 1000)]
+        users: u32,
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Seed only when the activities table is empty.
+        #[arg(long)]
+        if_empty: bool,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Compute and cache the default dashboard aggregates.
+    Prewarm,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Store a new key and print its token, alone, on stdout.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        role: String,
+        /// Use this token instead of a random one (at least 16 characters).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// List keys (never their tokens).
+    List,
+    /// Revoke the key with this name.
+    Revoke { name: String },
+}
+
+pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { no_migrate } => {
+            if !no_migrate {
+                migrate(&settings).await?;
+            }
+            Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await?;
+        }
+        Command::Migrate => migrate(&settings).await?,
+        Command::Seed {
+            users,
+            events,
+            days,
+            seed,
+            if_empty,
+        } => {
+            let pool = db::pool(&settings)?;
+            let options = crate::seed::SeedOptions {
+                users,
+                events,
+                days,
+                seed,
+            };
+            crate::seed::run(&pool, options, if_empty).await?;
+        }
+        Command::Keys { command } => keys(command, &settings).await?,
+        Command::Prewarm => {
+            let state = AppState::new(&settings)?;
+            let n = statistics::prewarm(&state, chrono::Utc::now())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            tracing::info!(answers = n, "cache prewarmed");
+        }
+    }
+    Ok(())
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    db::create_database_if_missing(&settings.database_url).await?;
+    let pool = db::pool(settings)?;
+    db::migrate(&pool).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    let pool = db::pool(settings)?;
+    match command {
+        KeysCommand::Create { name, role, token } => {
+            let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role {role}"))?;
+            let token = auth::create_key(&pool, &name, role, token).await?;
+            println!("{token}");
+        }
+        KeysCommand::List => {
+            for key in db::keys::list_keys(&pool).await? {
+                let state = key
+                    .revoked_at
+                    .map_or("active".to_owned(), |t| format!("revoked {t}"));
+                println!("{}\t{}\t{}\t{}", key.name, key.role, key.created_at, state);
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            anyhow::ensure!(
+                db::keys::revoke_key(&pool, &name).await?,
+                "no active key is named {name:?}"
+            );
+            eprintln!("revoked {name}");
+        }
+    }
+    Ok(())
+}

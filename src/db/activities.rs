@@ -1,0 +1,143 @@
+//! Activity rows: insert, find, list (keyset pages), update and delete.
+
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::domain::{Activity, ActivityPatch, ListActivitiesQuery, NewActivity};
+
+pub async fn insert_activity(db: impl PgExecutor<'_>, a: &NewActivity) -> sqlx::Result<Activity> {
+    sqlx::query_as(
+        "insert into activities (id, user_id, action, occurred_at, duration_ms, value, properties)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         returning id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at",
+    )
+    .bind(a.id)
+    .bind(a.user_id)
+    .bind(a.action.as_str())
+    .bind(a.occurred_at)
+    .bind(a.duration_ms)
+    .bind(a.value)
+    .bind(&a.properties)
+    .fetch_one(db)
+    .await
+}
+
+/// Inserts every activity in one statement: a batch is all or nothing, and one round trip
+/// with arrays is far cheaper than 5000 single-row inserts.
+pub async fn insert_activities(
+    db: impl PgExecutor<'_>,
+    batch: &[NewActivity],
+) -> sqlx::Result<u64> {
+    let ids: Vec<Uuid> = batch.iter().map(|a| a.id).collect();
+    let users: Vec<Uuid> = batch.iter().map(|a| a.user_id).collect();
+    let actions: Vec<&str> = batch.iter().map(|a| a.action.as_str()).collect();
+    let times: Vec<_> = batch.iter().map(|a| a.occurred_at).collect();
+    let durations: Vec<Option<i64>> = batch.iter().map(|a| a.duration_ms).collect();
+    let values: Vec<Option<f64>> = batch.iter().map(|a| a.value).collect();
+    let properties: Vec<Option<serde_json::Value>> =
+        batch.iter().map(|a| a.properties.clone()).collect();
+    let done = sqlx::query(
+        "insert into activities (id, user_id, action, occurred_at, duration_ms, value, properties)
+         select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int8[], $6::float8[], $7::jsonb[])",
+    )
+    .bind(ids)
+    .bind(users)
+    .bind(actions)
+    .bind(times)
+    .bind(durations)
+    .bind(values)
+    .bind(properties)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+pub async fn find_activity(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Activity>> {
+    sqlx::query_as(
+        "select id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at
+         from activities where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Locks the row until the transaction ends, so a concurrent patch or delete of the same
+/// activity cannot slip between reading its old values (needed for invalidation) and writing.
+pub async fn find_activity_for_update(
+    db: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<Activity>> {
+    sqlx::query_as(
+        "select id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at
+         from activities where id = $1 for update",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// One page, newest first. Fetches `limit + 1` rows so the caller knows whether another page follows.
+pub async fn list_activities(
+    db: impl PgExecutor<'_>,
+    q: &ListActivitiesQuery,
+) -> sqlx::Result<Vec<Activity>> {
+    // Each filter is `$n is null or ...` so that one static statement serves every combination
+    // (no SQL is assembled from input); the row comparison on (occurred_at, id) uses the index.
+    sqlx::query_as(
+        "select id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at
+         from activities
+         where ($1::uuid is null or user_id = $1)
+           and ($2::text is null or action = $2)
+           and ($3::timestamptz is null or occurred_at >= $3)
+           and ($4::timestamptz is null or occurred_at < $4)
+           and ($5::timestamptz is null or (occurred_at, id) < ($5, $6::uuid))
+         order by occurred_at desc, id desc
+         limit $7",
+    )
+    .bind(q.user_id)
+    .bind(q.action.as_ref().map(|a| a.as_str()))
+    .bind(q.from)
+    .bind(q.to)
+    .bind(q.after.map(|c| c.occurred_at))
+    .bind(q.after.map(|c| c.id))
+    .bind(q.limit + 1)
+    .fetch_all(db)
+    .await
+}
+
+/// Writes `patch` over `old` (which the caller locked) and returns the new row.
+pub async fn update_activity(
+    db: &mut PgConnection,
+    old: &Activity,
+    patch: &ActivityPatch,
+) -> sqlx::Result<Activity> {
+    let new = patch.apply(old);
+    sqlx::query_as(
+        "update activities
+         set user_id = $2, action = $3, occurred_at = $4, duration_ms = $5, value = $6, properties = $7,
+             updated_at = now()
+         where id = $1
+         returning id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at",
+    )
+    .bind(old.id)
+    .bind(new.user_id)
+    .bind(&new.action)
+    .bind(new.occurred_at)
+    .bind(new.duration_ms)
+    .bind(new.value)
+    .bind(&new.properties)
+    .fetch_one(db)
+    .await
+}
+
+/// Deletes the row and returns it, so the caller can invalidate what it was part of.
+pub async fn delete_activity(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Activity>> {
+    sqlx::query_as(
+        "delete from activities where id = $1
+         returning id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}

@@ -1,0 +1,64 @@
+//! SQL and nothing else. Functions here take an executor (a pool or a transaction) and
+//! domain types, and return `sqlx::Result`; they never see a request or the cache.
+
+pub mod activities;
+pub mod keys;
+pub mod stats;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor, PgPool};
+
+use crate::config::Settings;
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A pool that connects lazily, so the service starts (and `/readyz` reports) while the
+/// database is away, and requests fail fast with 503 instead of hanging.
+pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+    let options = PgConnectOptions::from_str(&settings.database_url)?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(settings.db_acquire_timeout)
+        .idle_timeout(Duration::from_secs(300))
+        .connect_lazy_with(options))
+}
+
+/// Creates the database named in `database_url` if it does not exist yet.
+pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(database_url)?;
+    let name = options
+        .get_database()
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL names no database"))?
+        .to_owned();
+    let mut admin = options.clone().database("postgres").connect().await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        // Identifiers cannot be bound as parameters; quote it as Postgres would.
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("create database {quoted}")))
+            .await?;
+        tracing::info!(database = %name, "created database");
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+/// Applies pending migrations.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Is the database answering?
+pub async fn ping(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query("select 1").execute(pool).await.map(|_| ())
+}

@@ -1,0 +1,375 @@
+//! Activities as stored and as written: `NewActivity` (a create), `ActivityPatch`
+//! (a partial update) and `Activity` (a stored row). Parsing collects every broken rule,
+//! each naming its field, so a client fixes a request in one round trip.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::Action;
+use crate::error::FieldError;
+
+/// Largest serialized `properties` object.
+pub const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
+/// How far in the future `occurred_at` may lie (clock skew between clients and us).
+pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
+
+const WRITABLE: [&str; 6] = [
+    "user_id",
+    "action",
+    "occurred_at",
+    "duration_ms",
+    "value",
+    "properties",
+];
+
+/// A stored activity, as every endpoint returns it.
+#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
+pub struct Activity {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub action: String,
+    pub occurred_at: DateTime<Utc>,
+    pub duration_ms: Option<i64>,
+    pub value: Option<f64>,
+    pub properties: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A valid activity to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewActivity {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub action: Action,
+    pub occurred_at: DateTime<Utc>,
+    pub duration_ms: Option<i64>,
+    pub value: Option<f64>,
+    pub properties: Option<Value>,
+}
+
+/// A valid partial update: `None` leaves a field alone, `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActivityPatch {
+    pub user_id: Option<Uuid>,
+    pub action: Option<Action>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<Option<i64>>,
+    pub value: Option<Option<f64>>,
+    pub properties: Option<Option<Value>>,
+}
+
+/// Reads one field of a JSON object, recording what is wrong with it under `prefix + name`.
+struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    prefix: &'a str,
+    errors: Vec<FieldError>,
+    now: DateTime<Utc>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(value: &'a Value, prefix: &'a str, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+        let Some(object) = value.as_object() else {
+            let field = if prefix.is_empty() {
+                "body".to_owned()
+            } else {
+                prefix.trim_end_matches('.').to_owned()
+            };
+            return Err(vec![FieldError::new(field, "must be a JSON object")]);
+        };
+        let mut fields = Self {
+            object,
+            prefix,
+            errors: Vec::new(),
+            now,
+        };
+        for key in object.keys().filter(|k| !WRITABLE.contains(&k.as_str())) {
+            fields.fail(key, "is not a writable field of an activity");
+        }
+        Ok(fields)
+    }
+
+    fn fail(&mut self, name: &str, message: impl Into<String>) {
+        self.errors
+            .push(FieldError::new(format!("{}{name}", self.prefix), message));
+    }
+
+    /// `None` when absent; `Some(None)` when explicitly null.
+    fn raw(&self, name: &str) -> Option<Option<&'a Value>> {
+        self.object.get(name).map(|v| (!v.is_null()).then_some(v))
+    }
+
+    fn parse<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        match self.raw(name)? {
+            None => Some(None),
+            Some(v) => match parse(v) {
+                Ok(t) => Some(Some(t)),
+                Err(m) => {
+                    self.fail(name, m);
+                    None
+                }
+            },
+        }
+    }
+
+    /// A field that may not be null: absent → `None`; null → an error.
+    fn required_if_present<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Option<T> {
+        match self.parse(name, parse)? {
+            Some(t) => Some(t),
+            None => {
+                self.fail(name, "must not be null");
+                None
+            }
+        }
+    }
+
+    fn user_id(&mut self) -> Option<Uuid> {
+        self.required_if_present("user_id", |v| {
+            v.as_str()
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| "must be a UUID string".to_owned())
+        })
+    }
+
+    fn action(&mut self) -> Option<Action> {
+        self.required_if_present("action", |v| {
+            v.as_str()
+                .ok_or("must be a string".to_owned())
+                .and_then(Action::parse)
+        })
+    }
+
+    fn occurred_at(&mut self) -> Option<DateTime<Utc>> {
+        let now = self.now;
+        self.required_if_present("occurred_at", |v| {
+            let s = v.as_str().ok_or("must be an RFC 3339 timestamp string")?;
+            let t = DateTime::parse_from_rfc3339(s)
+                .map_err(|_| "must be an RFC 3339 timestamp such as 2026-11-29T10:15:00Z")?
+                .with_timezone(&Utc);
+            if t > now + MAX_FUTURE_SKEW {
+                return Err("may be at most 5 minutes in the future".into());
+            }
+            Ok(t)
+        })
+    }
+
+    fn duration_ms(&mut self) -> Option<Option<i64>> {
+        self.parse("duration_ms", |v| match v.as_i64() {
+            Some(n) if n >= 0 => Ok(n),
+            _ if v.as_u64().is_some() => Err("is too large".into()),
+            _ => Err("must be an integer >= 0".into()),
+        })
+    }
+
+    fn value(&mut self) -> Option<Option<f64>> {
+        self.parse("value", |v| {
+            v.as_f64()
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| "must be a finite number".to_owned())
+        })
+    }
+
+    fn properties(&mut self) -> Option<Option<Value>> {
+        self.parse("properties", |v| {
+            if !v.is_object() {
+                return Err("must be a JSON object".into());
+            }
+            let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+            if size > MAX_PROPERTIES_BYTES {
+                return Err(format!(
+                    "must be at most {MAX_PROPERTIES_BYTES} bytes of JSON (got {size})"
+                ));
+            }
+            Ok(v.clone())
+        })
+    }
+
+    fn finish<T>(self, value: Option<T>) -> Result<T, Vec<FieldError>> {
+        match value {
+            Some(v) if self.errors.is_empty() => Ok(v),
+            _ => Err(self.errors),
+        }
+    }
+}
+
+impl NewActivity {
+    /// Parses one activity; `prefix` names its place in a batch (`activities[3].`).
+    pub fn parse(value: &Value, prefix: &str, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+        let mut f = Fields::new(value, prefix, now)?;
+        let user_id = f.user_id();
+        let action = f.action();
+        let occurred_at = f.occurred_at();
+        let duration_ms = f.duration_ms();
+        let value = f.value();
+        let properties = f.properties();
+        if f.raw("user_id").is_none() {
+            f.fail("user_id", "is required");
+        }
+        if f.raw("action").is_none() {
+            f.fail("action", "is required");
+        }
+        let parsed = (|| {
+            Some(Self {
+                id: Uuid::now_v7(),
+                user_id: user_id?,
+                action: action?,
+                occurred_at: occurred_at.unwrap_or(now),
+                duration_ms: duration_ms.unwrap_or(None),
+                value: value.unwrap_or(None),
+                properties: properties.unwrap_or(None),
+            })
+        })();
+        // A field that failed to parse recorded its error, so `finish` refuses even
+        // though `parsed` was built with that field defaulted.
+        f.finish(parsed)
+    }
+}
+
+impl ActivityPatch {
+    pub fn parse(value: &Value, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+        let mut f = Fields::new(value, "", now)?;
+        let patch = Self {
+            user_id: f.user_id(),
+            action: f.action(),
+            occurred_at: f.occurred_at(),
+            duration_ms: f.duration_ms(),
+            value: f.value(),
+            properties: f.properties(),
+        };
+        f.finish(Some(patch))
+    }
+
+    /// The row as it will be once this patch is applied.
+    pub fn apply(&self, row: &Activity) -> Activity {
+        Activity {
+            user_id: self.user_id.unwrap_or(row.user_id),
+            action: self
+                .action
+                .as_ref()
+                .map_or_else(|| row.action.clone(), |a| a.as_str().to_owned()),
+            occurred_at: self.occurred_at.unwrap_or(row.occurred_at),
+            duration_ms: self.duration_ms.unwrap_or(row.duration_ms),
+            value: self.value.unwrap_or(row.value),
+            properties: self
+                .properties
+                .clone()
+                .unwrap_or_else(|| row.properties.clone()),
+            ..row.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-29T12:00:00Z".parse().expect("valid")
+    }
+
+    fn fields_of(result: Result<NewActivity, Vec<FieldError>>) -> Vec<String> {
+        result
+            .expect_err("should be invalid")
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn a_minimal_activity_defaults_the_rest() {
+        let a = NewActivity::parse(
+            &json!({"user_id": "6f1c7a1e-4b8f-4c1b-9d4f-3c2d1e0f9a8b", "action": "page_view"}),
+            "",
+            now(),
+        )
+        .expect("valid");
+        assert_eq!(a.occurred_at, now());
+        assert_eq!(a.duration_ms, None);
+        assert_eq!(a.properties, None);
+    }
+
+    #[test]
+    fn each_broken_rule_names_its_field() {
+        let user = "6f1c7a1e-4b8f-4c1b-9d4f-3c2d1e0f9a8b";
+        let cases = [
+            (json!({"action": "x"}), "user_id", "missing user"),
+            (json!({"user_id": user}), "action", "missing action"),
+            (
+                json!({"user_id": "nope", "action": "x"}),
+                "user_id",
+                "bad uuid",
+            ),
+            (json!({"user_id": user, "action": "X"}), "action", "capital"),
+            (
+                json!({"user_id": user, "action": "x", "occurred_at": "2026-11-29T13:00:00Z"}),
+                "occurred_at",
+                "future",
+            ),
+            (
+                json!({"user_id": user, "action": "x", "occurred_at": "yesterday"}),
+                "occurred_at",
+                "not rfc3339",
+            ),
+            (
+                json!({"user_id": user, "action": "x", "duration_ms": -1}),
+                "duration_ms",
+                "negative",
+            ),
+            (
+                json!({"user_id": user, "action": "x", "duration_ms": 1.5}),
+                "duration_ms",
+                "fraction",
+            ),
+            (
+                json!({"user_id": user, "action": "x", "value": "12"}),
+                "value",
+                "string value",
+            ),
+            (
+                json!({"user_id": user, "action": "x", "properties": [1]}),
+                "properties",
+                "array",
+            ),
+            (
+                json!({"user_id": user, "action": "x", "id": user}),
+                "id",
+                "read-only field",
+            ),
+        ];
+        for (body, field, case) in cases {
+            assert_eq!(
+                fields_of(NewActivity::parse(&body, "", now())),
+                vec![field.to_owned()],
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn batch_items_are_named_by_index() {
+        let fields = fields_of(NewActivity::parse(
+            &json!({"action": "x"}),
+            "activities[17].",
+            now(),
+        ));
+        assert_eq!(fields, vec!["activities[17].user_id"]);
+    }
+
+    #[test]
+    fn a_patch_can_clear_optional_fields_but_not_required_ones() {
+        let p = ActivityPatch::parse(&json!({"value": null}), now()).expect("valid");
+        assert_eq!(p.value, Some(None));
+        assert!(ActivityPatch::parse(&json!({"action": null}), now()).is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! Parsed types. Input from a request is turned into one of these once, at the edge,
+//! and everything past the handler can rely on its rules holding. No I/O here.
+
+pub mod action;
+pub mod activity;
+pub mod pagination;
+pub mod stats_query;
+pub mod time_range;
+
+pub use action::Action;
+pub use activity::{Activity, ActivityPatch, NewActivity};
+pub use pagination::{Cursor, ListActivitiesQuery};
+pub use stats_query::{Bucket, StatsQuery, TopUsersLimit};
+pub use time_range::{TimeRange, parse_instant};

@@ -1,0 +1,135 @@
+//! What a statistics request asks for, with defaults resolved, so that two requests that mean
+//! the same thing (parameters in another order, a default written out) are equal values and
+//! share one cache entry.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use uuid::Uuid;
+
+use super::pagination::parse_bounded;
+use super::{Action, TimeRange};
+use crate::error::FieldError;
+
+/// The common part of every statistics request: a range and an optional action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsQuery {
+    pub range: TimeRange,
+    pub action: Option<Action>,
+}
+
+/// The raw query string of a statistics request; each endpoint reads the fields it uses.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct StatsParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub action: Option<String>,
+    pub bucket: Option<String>,
+    pub limit: Option<String>,
+    pub date: Option<String>,
+}
+
+impl StatsQuery {
+    pub fn parse(p: &StatsParams, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+        let range = TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now);
+        let action = p.action.as_deref().map(Action::parse).transpose();
+        match (range, action) {
+            (Ok(range), Ok(action)) => Ok(Self { range, action }),
+            (range, action) => {
+                let mut errors = range.err().unwrap_or_default();
+                if let Err(m) = action {
+                    errors.push(FieldError::new("action", m));
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    /// The canonical text of this query, used in cache keys.
+    pub fn canonical(&self) -> String {
+        format!(
+            "from={}&to={}&action={}",
+            self.range.from().timestamp_micros(),
+            self.range.to().timestamp_micros(),
+            self.action.as_ref().map_or("", |a| a.as_str())
+        )
+    }
+}
+
+/// Width of one time-series point; calendar-aligned in UTC (weeks start on Monday).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Bucket {
+    pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
+        match raw {
+            None | Some("day") => Ok(Self::Day),
+            Some("hour") => Ok(Self::Hour),
+            Some("week") => Ok(Self::Week),
+            Some("month") => Ok(Self::Month),
+            Some(_) => Err(FieldError::new(
+                "bucket",
+                "must be one of hour, day, week, month",
+            )),
+        }
+    }
+
+    /// The unit name Postgres' `date_trunc` and `interval` understand.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+}
+
+/// `limit` of top-users: 1 to 100, default 10.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopUsersLimit(pub i64);
+
+impl TopUsersLimit {
+    pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
+        raw.map_or(Ok(10), |l| parse_bounded(l, 1, 100))
+            .map(Self)
+            .map_err(|m| FieldError::new("limit", m))
+    }
+}
+
+/// The day active-users is asked about, and the windows it counts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveUsersDay(pub NaiveDate);
+
+impl ActiveUsersDay {
+    pub fn parse(raw: Option<&str>, now: DateTime<Utc>) -> Result<Self, FieldError> {
+        match raw {
+            None => Ok(Self(now.date_naive())),
+            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map(Self)
+                .map_err(|_| FieldError::new("date", "must be a YYYY-MM-DD date")),
+        }
+    }
+
+    /// `[date - (days - 1), date + 1)` at UTC midnights.
+    pub fn window(self, days: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+        let end = (self.0 + Duration::days(1))
+            .and_time(NaiveTime::MIN)
+            .and_utc();
+        (end - Duration::days(days), end)
+    }
+
+    /// The 30-day window, the widest one counted, as a range for cache invalidation.
+    pub fn month_range(self) -> TimeRange {
+        let (from, to) = self.window(30);
+        TimeRange::new(from, to).unwrap_or_else(|_| unreachable!("a 30-day window is always valid"))
+    }
+}
+
+/// Parses a `user_id` from the path of `/stats/users/{user_id}`.
+pub fn parse_user_id(raw: &str) -> Result<Uuid, FieldError> {
+    Uuid::parse_str(raw).map_err(|_| FieldError::new("user_id", "must be a UUID"))
+}

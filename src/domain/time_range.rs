@@ -1,0 +1,125 @@
+//! `TimeRange`: a half-open UTC interval `[from, to)` as the statistics endpoints take it.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+
+use crate::error::FieldError;
+
+/// Longest range a statistics request may ask for.
+pub const MAX_RANGE_DAYS: i64 = 366;
+/// Range used when a request names neither end.
+pub const DEFAULT_RANGE_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+/// Parses RFC 3339 (`2026-11-29T10:15:00Z`) or a bare date (`2026-11-29`, UTC midnight).
+pub fn parse_instant(raw: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map(|d| d.and_time(NaiveTime::MIN).and_utc())
+        .map_err(|_| "must be an RFC 3339 timestamp or a YYYY-MM-DD date".to_owned())
+}
+
+/// The next UTC midnight after `now` (now itself when it is exactly midnight... never: always after).
+pub fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
+    (now.date_naive() + Duration::days(1))
+        .and_time(NaiveTime::MIN)
+        .and_utc()
+}
+
+impl TimeRange {
+    /// Builds a range from optional `from`/`to` parameters with the contract's defaults:
+    /// `to` = the next UTC midnight, `from` = `to` minus 30 days.
+    pub fn parse(
+        from: Option<&str>,
+        to: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut parse = |name: &str, raw: Option<&str>| {
+            raw.and_then(|r| {
+                parse_instant(r)
+                    .map_err(|m| errors.push(FieldError::new(name, m)))
+                    .ok()
+            })
+        };
+        let from = parse("from", from);
+        let to = parse("to", to);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let to = to.unwrap_or_else(|| next_utc_midnight(now));
+        let from = from.unwrap_or(to - Duration::days(DEFAULT_RANGE_DAYS));
+        Self::new(from, to).map_err(|m| vec![FieldError::new("from", m)])
+    }
+
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Self, String> {
+        if from >= to {
+            return Err("must be earlier than `to`".into());
+        }
+        if to - from > Duration::days(MAX_RANGE_DAYS) {
+            return Err(format!("the range may span at most {MAX_RANGE_DAYS} days"));
+        }
+        Ok(Self { from, to })
+    }
+
+    pub fn from(&self) -> DateTime<Utc> {
+        self.from
+    }
+
+    pub fn to(&self) -> DateTime<Utc> {
+        self.to
+    }
+
+    /// Every UTC date that overlaps the range.
+    pub fn days(&self) -> impl Iterator<Item = NaiveDate> {
+        let first = self.from.date_naive();
+        let last = (self.to - Duration::microseconds(1)).date_naive();
+        first.iter_days().take_while(move |d| *d <= last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        parse_instant(s).expect(s)
+    }
+
+    #[test]
+    fn defaults_to_thirty_days_ending_at_the_next_midnight() {
+        let r = TimeRange::parse(None, None, at("2026-11-29T10:15:00Z")).expect("valid");
+        assert_eq!(r.to(), at("2026-11-30"));
+        assert_eq!(r.from(), at("2026-10-31"));
+    }
+
+    #[test]
+    fn rejects_empty_reversed_and_overlong_ranges() {
+        let now = at("2026-11-29T00:00:00Z");
+        for (from, to) in [
+            ("2026-01-02", "2026-01-01"),
+            ("2026-01-01", "2026-01-01"),
+            ("2025-01-01", "2026-01-03"),
+        ] {
+            assert!(
+                TimeRange::parse(Some(from), Some(to), now).is_err(),
+                "{from}..{to}"
+            );
+        }
+        assert!(TimeRange::parse(Some("2025-01-01"), Some("2026-01-02"), now).is_ok());
+        assert!(TimeRange::parse(Some("yesterday"), None, now).is_err());
+    }
+
+    #[test]
+    fn lists_each_overlapping_day_once() {
+        let r = TimeRange::new(at("2026-11-01T12:00:00Z"), at("2026-11-03")).expect("valid");
+        let days: Vec<_> = r.days().map(|d| d.to_string()).collect();
+        assert_eq!(days, ["2026-11-01", "2026-11-02"]);
+    }
+}

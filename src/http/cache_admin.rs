@@ -1,0 +1,43 @@
+//! `/api/v1/cache`: counters for operators, and the admin-only clear and prewarm.
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+
+use crate::auth::{AdminRole, Authorized, ReadRole};
+use crate::error::{ApiError, ApiResult};
+use crate::startup::AppState;
+use crate::statistics;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/cache").route(web::delete().to(clear_cache)))
+        .service(web::resource("/cache/stats").route(web::get().to(cache_stats)))
+        .service(web::resource("/cache/prewarm").route(web::post().to(prewarm_cache)));
+}
+
+pub async fn cache_stats(_: Authorized<ReadRole>, state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.cache.stats())
+}
+
+pub async fn clear_cache(
+    _: Authorized<AdminRole>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    state
+        .cache
+        .clear()
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("could not clear the cache: {e}")))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Starts the prewarm in the background and answers at once.
+pub async fn prewarm_cache(_: Authorized<AdminRole>, state: web::Data<AppState>) -> HttpResponse {
+    let state = state.into_inner();
+    tokio::spawn(async move {
+        match statistics::prewarm(&state, Utc::now()).await {
+            Ok(n) => tracing::info!(answers = n, "cache prewarmed"),
+            Err(e) => tracing::warn!(error = ?e, "cache prewarm failed"),
+        }
+    });
+    HttpResponse::Accepted().json(serde_json::json!({"status": "started"}))
+}

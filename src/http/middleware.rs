@@ -1,0 +1,97 @@
+//! Middleware every response passes through: request metrics labelled by route template,
+//! the `X-Request-Id` header, and problem+json for errors actix-web answers on its own
+//! (unmatched routes, 405s, extractor failures).
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{ErrorHandlerResponse, Next};
+use actix_web::{HttpMessage, web};
+use tracing_actix_web::RequestId;
+
+use crate::error::{PROBLEM_JSON, problem_response};
+use crate::metrics::{RequestLabels, RouteLabels};
+use crate::startup::AppState;
+
+/// Counts and times each request under its route pattern (`/api/v1/activities/{id}`), never
+/// the raw path, so the label set stays bounded whatever clients send.
+pub async fn record_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let method = req.method().to_string();
+    let res = next.call(req).await?;
+    if let Some(state) = state {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        let status = res.status().as_u16();
+        state
+            .metrics
+            .http_requests
+            .get_or_create(&RequestLabels {
+                method: method.clone(),
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        state
+            .metrics
+            .http_request_duration
+            .get_or_create(&RouteLabels { method, route })
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(res)
+}
+
+/// Puts the id tracing-actix-web gave the request (and wrote in its log lines) on the response.
+pub async fn request_id_header(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+    let mut res = next.call(req).await?;
+    if let Some(id) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), id);
+    }
+    Ok(res)
+}
+
+/// Rewrites an error response that is not problem+json yet into one, keeping its status and
+/// headers (`Allow`, `WWW-Authenticate` ...).
+pub fn problem_for_other_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let detail = match res.response().error() {
+        Some(e) => e.to_string(),
+        None if status == actix_web::http::StatusCode::NOT_FOUND => {
+            format!("no route matches {}", res.request().path())
+        }
+        None => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let (req, old) = res.into_parts();
+    let mut new = problem_response(status, detail, None);
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    let res: ServiceResponse<BoxBody> = ServiceResponse::new(req, new);
+    Ok(ErrorHandlerResponse::Response(
+        res.map_body(|_, b| EitherBody::right(b)),
+    ))
+}

@@ -1,0 +1,173 @@
+//! `/api/v1/stats/*`: parse the query, ask `statistics` (which goes through the cache), and
+//! answer with `X-Cache`, `ETag` and 304 for a matching `If-None-Match`.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+
+use crate::auth::{Authorized, ReadRole};
+use crate::cache::Freshness;
+use crate::domain::stats_query::{ActiveUsersDay, StatsParams, parse_user_id};
+use crate::domain::{Action, Bucket, StatsQuery, TopUsersLimit};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::startup::AppState;
+use crate::statistics::{self, Answer};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/stats")
+            .route("/summary", web::get().to(summary))
+            .route("/timeseries", web::get().to(timeseries))
+            .route("/active-users", web::get().to(active_users))
+            .route("/top-users", web::get().to(top_users))
+            .route("/users/{user_id}", web::get().to(user_stats)),
+    );
+}
+
+/// `Cache-Control: no-cache` (or the older `Pragma: no-cache`) asks for a fresh answer.
+fn freshness(req: &HttpRequest) -> Freshness {
+    let asks_fresh = |name| {
+        req.headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+            })
+    };
+    if asks_fresh(header::CACHE_CONTROL) || asks_fresh(header::PRAGMA) {
+        Freshness::Recompute
+    } else {
+        Freshness::AcceptCached
+    }
+}
+
+fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|t| t == "*" || t == etag)
+}
+
+fn respond(req: &HttpRequest, (payload, status): Answer) -> HttpResponse {
+    let not_modified = etag_matches(req, &payload.etag);
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header(("X-Cache", status.as_str()))
+        .insert_header((header::ETAG, format!("\"{}\"", payload.etag)))
+        // Clients may keep the answer but must revalidate it (with If-None-Match) before use.
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"));
+    if not_modified {
+        response.finish()
+    } else {
+        response
+            .content_type("application/json")
+            .body(payload.body.clone())
+    }
+}
+
+fn common(params: &StatsParams) -> ApiResult<StatsQuery> {
+    StatsQuery::parse(params, Utc::now()).map_err(ApiError::Validation)
+}
+
+/// Collects a second parameter's error alongside the common ones, so both are reported.
+fn with<T>(q: ApiResult<StatsQuery>, extra: Result<T, FieldError>) -> ApiResult<(StatsQuery, T)> {
+    match (q, extra) {
+        (Ok(q), Ok(t)) => Ok((q, t)),
+        (Err(ApiError::Validation(mut errors)), Err(e)) => {
+            errors.push(e);
+            Err(ApiError::Validation(errors))
+        }
+        (Err(e), _) => Err(e),
+        (_, Err(e)) => Err(ApiError::Validation(vec![e])),
+    }
+}
+
+pub async fn summary(
+    _: Authorized<ReadRole>,
+    req: HttpRequest,
+    params: web::Query<StatsParams>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let q = common(&params)?;
+    Ok(respond(
+        &req,
+        statistics::summary(&state, q, freshness(&req)).await?,
+    ))
+}
+
+pub async fn timeseries(
+    _: Authorized<ReadRole>,
+    req: HttpRequest,
+    params: web::Query<StatsParams>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let (q, bucket) = with(common(&params), Bucket::parse(params.bucket.as_deref()))?;
+    Ok(respond(
+        &req,
+        statistics::timeseries(&state, q, bucket, freshness(&req)).await?,
+    ))
+}
+
+pub async fn active_users(
+    _: Authorized<ReadRole>,
+    req: HttpRequest,
+    params: web::Query<StatsParams>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let day = ActiveUsersDay::parse(params.date.as_deref(), Utc::now());
+    let action = params
+        .action
+        .as_deref()
+        .map(Action::parse)
+        .transpose()
+        .map_err(|m| FieldError::new("action", m));
+    let (day, action) = match (day, action) {
+        (Ok(d), Ok(a)) => (d, a),
+        (d, a) => {
+            return Err(ApiError::Validation(
+                d.err().into_iter().chain(a.err()).collect(),
+            ));
+        }
+    };
+    Ok(respond(
+        &req,
+        statistics::active_users(&state, day, action, freshness(&req)).await?,
+    ))
+}
+
+pub async fn top_users(
+    _: Authorized<ReadRole>,
+    req: HttpRequest,
+    params: web::Query<StatsParams>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let (q, limit) = with(
+        common(&params),
+        TopUsersLimit::parse(params.limit.as_deref()),
+    )?;
+    Ok(respond(
+        &req,
+        statistics::top_users(&state, q, limit, freshness(&req)).await?,
+    ))
+}
+
+pub async fn user_stats(
+    _: Authorized<ReadRole>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    params: web::Query<StatsParams>,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let (q, user_id) = with(common(&params), parse_user_id(&path))?;
+    Ok(respond(
+        &req,
+        statistics::user_stats(&state, user_id, q, freshness(&req)).await?,
+    ))
+}

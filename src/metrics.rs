@@ -1,0 +1,148 @@
+//! The Prometheus registry this application owns (never a process-global one, so several
+//! applications can run in one test process) and the series the contract names.
+//! Recording happens where the event happens (the cache, the HTTP middleware); this module
+//! only defines the series and encodes them.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to about 3 s: a cache hit sits at the bottom, a cold 366-day aggregate at the top.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub cache_hits: Family<EndpointLabels, Counter>,
+    pub cache_misses: Family<EndpointLabels, Counter>,
+    pub cache_bypasses: Family<EndpointLabels, Counter>,
+    pub cache_errors: Family<OperationLabels, Counter>,
+    pub cache_invalidated_keys: Counter,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_request_duration: HistogramFamily<RouteLabels>,
+    pub aggregate_duration: HistogramFamily<EndpointLabels>,
+    db_pool_connections: Family<StateLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Self {
+            cache_hits: Family::default(),
+            cache_misses: Family::default(),
+            cache_bypasses: Family::default(),
+            cache_errors: Family::default(),
+            cache_invalidated_keys: Counter::default(),
+            http_requests: Family::default(),
+            http_request_duration: Family::new_with_constructor(latency_histogram),
+            aggregate_duration: Family::new_with_constructor(latency_histogram),
+            db_pool_connections: Family::default(),
+            registry: Registry::default(),
+        };
+        // Counters get their `_total` suffix from the encoder.
+        registry.register(
+            "analytics_cache_hits",
+            "Statistics answered from the cache",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "analytics_cache_misses",
+            "Statistics computed and stored",
+            m.cache_misses.clone(),
+        );
+        registry.register(
+            "analytics_cache_bypasses",
+            "Statistics computed without the cache (unavailable, skipped or refused)",
+            m.cache_bypasses.clone(),
+        );
+        registry.register(
+            "analytics_cache_errors",
+            "Failed cache operations",
+            m.cache_errors.clone(),
+        );
+        registry.register(
+            "analytics_cache_invalidated_keys",
+            "Cache entries removed by writes",
+            m.cache_invalidated_keys.clone(),
+        );
+        registry.register(
+            "analytics_http_requests",
+            "HTTP requests answered",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "analytics_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            m.http_request_duration.clone(),
+        );
+        registry.register(
+            "analytics_aggregate_duration_seconds",
+            "Time to compute one statistics answer in Postgres",
+            m.aggregate_duration.clone(),
+        );
+        registry.register(
+            "analytics_db_pool_connections",
+            "Database pool connections by state",
+            m.db_pool_connections.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The text exposition, with the pool gauges read at this moment.
+    pub fn encode(&self, pool: &PgPool) -> String {
+        let idle = pool.num_idle() as i64;
+        let size = i64::from(pool.size());
+        let max = i64::from(pool.options().get_max_connections());
+        for (state, value) in [("idle", idle), ("active", size - idle), ("max", max)] {
+            self.db_pool_connections
+                .get_or_create(&StateLabels { state })
+                .set(value);
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,123 @@
+//! Building and running the application: `Application::build` binds the listener (port 0
+//! picks a free one, which tests use) and wires state, middleware and routes.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::http::{Method, header};
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, HttpServer, web};
+use sqlx::PgPool;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::KeyStore;
+use crate::cache::Cache;
+use crate::config::Settings;
+use crate::http::middleware::{problem_for_other_errors, record_metrics, request_id_header};
+use crate::metrics::Metrics;
+use crate::{db, http};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pool: PgPool,
+    pub cache: Arc<Cache>,
+    pub keys: KeyStore,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// State without an HTTP server, for the commands that use the cache (`prewarm`).
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let pool = db::pool(settings)?;
+        let metrics = Arc::new(Metrics::new());
+        let cache = Arc::new(Cache::new(settings, metrics.clone())?);
+        Ok(Self {
+            keys: KeyStore::new(pool.clone()),
+            pool,
+            cache,
+            metrics,
+        })
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let state = web::Data::new(AppState::new(&settings)?);
+        state.cache.spawn_retry_task();
+        match state.cache.backend_name() {
+            "memory" => tracing::info!(
+                "REDIS_URL is unset: using the in-process cache (correct for one instance only)"
+            ),
+            backend => tracing::info!(backend, prefix = %settings.cache_prefix, "statistics cache"),
+        }
+        let listener = TcpListener::bind(settings.app_addr)?;
+        let port = listener.local_addr()?.port();
+        let origins = settings.cors_allowed_origins.clone();
+        let server_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(ErrorHandlers::new().default_handler(problem_for_other_errors))
+                .wrap(cors(&origins))
+                .wrap(from_fn(record_metrics))
+                .wrap(from_fn(request_id_header))
+                .wrap(TracingLogger::default())
+                .app_data(server_state.clone())
+                .configure(http::configure)
+        })
+        .listen(listener)?
+        .run();
+        tracing::info!(address = %format!("{}:{port}", settings.app_addr.ip()), "listening");
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Browsers may call the API from the listed origins only; credentials stay off because the
+/// API authenticates with a bearer token, not cookies.
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            header::CACHE_CONTROL,
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([
+            header::HeaderName::from_static("x-cache"),
+            header::ETAG,
+            header::HeaderName::from_static("x-request-id"),
+            header::LOCATION,
+            header::RETRY_AFTER,
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
