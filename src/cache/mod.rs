@@ -155,7 +155,7 @@ pub struct CacheStats {
     pub by_endpoint: std::collections::BTreeMap<&'static str, EndpointStats>,
 }
 
-type SharedResult = Result<Arc<Payload>, Arc<ApiError>>;
+type SharedResult = Result<(Arc<Payload>, CacheStatus), Arc<ApiError>>;
 /// A test-only pause between computing an answer and storing it, to force the stale-set race.
 pub type StoreHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -175,6 +175,19 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, CacheError> {
+        // Every series exists from the start (at 0), so dashboards and rate() see no gaps.
+        for endpoint in Endpoint::ALL.map(Endpoint::as_str) {
+            let labels = EndpointLabels { endpoint };
+            metrics.cache_hits.get_or_create(&labels).inc_by(0);
+            metrics.cache_misses.get_or_create(&labels).inc_by(0);
+            metrics.cache_bypasses.get_or_create(&labels).inc_by(0);
+        }
+        for operation in OPERATIONS {
+            metrics
+                .cache_errors
+                .get_or_create(&OperationLabels { operation })
+                .inc_by(0);
+        }
         let backend = match &settings.redis_url {
             Some(url) => Backend::Redis(RedisBackend::new(url, settings.cache_op_timeout)?),
             None => Backend::Memory(MemoryBackend::new(settings.cache_ttl)),
@@ -265,25 +278,30 @@ impl Cache {
         let result = self
             .flights
             .run(flight_key, || async {
-                let payload = Arc::new(
-                    self.timed_compute(endpoint, compute)
-                        .await
-                        .map_err(Arc::new)?,
-                );
+                // A request that missed just before the previous flight stored its answer
+                // finds it here instead of computing it a second time.
+                if freshness == Freshness::AcceptCached {
+                    let found = self.bounded("get", self.backend_get(&entry_key)).await;
+                    if let Ok(Some(payload)) = found.map(|raw| raw.and_then(Payload::decode)) {
+                        return Ok((Arc::new(payload), CacheStatus::Hit));
+                    }
+                }
+                let payload = self
+                    .timed_compute(endpoint, compute)
+                    .await
+                    .map_err(Arc::new)?;
+                let payload = Arc::new(payload);
                 self.store(key, &entry_key, &generations, &payload).await;
-                Ok(payload)
+                Ok((payload, CacheStatus::Miss))
             })
             .await;
-        match result {
-            Ok(payload) => {
-                self.metrics
-                    .cache_misses
-                    .get_or_create(&EndpointLabels { endpoint })
-                    .inc();
-                Ok((payload, CacheStatus::Miss))
-            }
-            Err(e) => Err(ApiError::Shared(e)),
-        }
+        let (payload, status) = result.map_err(ApiError::Shared)?;
+        let labels = EndpointLabels { endpoint };
+        match status {
+            CacheStatus::Hit => self.metrics.cache_hits.get_or_create(&labels).inc(),
+            _ => self.metrics.cache_misses.get_or_create(&labels).inc(),
+        };
+        Ok((payload, status))
     }
 
     /// Removes every entry the touched activities can change. Never fails the write: an

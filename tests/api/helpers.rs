@@ -1,0 +1,513 @@
+//! `spawn_app` and `TestApp`: the real application on port 0 with a fresh database (created,
+//! migrated, dropped afterwards) and a fresh cache prefix (its keys removed afterwards).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use activity_analytics::auth::{Role, create_key};
+use activity_analytics::config::{LogFormat, Settings};
+use activity_analytics::db;
+use activity_analytics::startup::{AppState, Application};
+use actix_web::web;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor, PgPool};
+use uuid::Uuid;
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| REDIS_URL.into())
+}
+
+/// Which cache backend an app uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    Redis(String),
+    Memory,
+}
+
+impl Backend {
+    pub fn redis() -> Self {
+        Self::Redis(redis_url())
+    }
+
+    /// Both backends, for tests of cache semantics that must hold for each.
+    pub fn all() -> [Self; 2] {
+        [Self::redis(), Self::Memory]
+    }
+}
+
+/// A database that exists for one test and is dropped with it.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Arc<Self> {
+        let name = format!("aa_test_{}", Uuid::new_v4().simple());
+        let admin = PgConnectOptions::from_str(&admin_database_url()).expect("TEST_DATABASE_URL");
+        let mut conn = admin.connect().await.expect("connect to Postgres as admin");
+        conn.execute(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let url = admin.database(&name).to_url_lossy().to_string();
+        let pool = PgPool::connect(&url)
+            .await
+            .expect("connect to test database");
+        db::migrate(&pool).await.expect("migrate test database");
+        pool.close().await;
+        Arc::new(Self { name, url })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async; a small runtime of its own does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnectOptions::from_str(&admin_database_url())
+                    .expect("url")
+                    .connect()
+                    .await
+                {
+                    let _ = conn
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "drop database if exists {name} with (force)"
+                        )))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Removes every key under a prefix from a Redis when dropped.
+pub struct PrefixCleanup {
+    pub prefix: String,
+    pub redis_url: Option<String>,
+}
+
+impl Drop for PrefixCleanup {
+    fn drop(&mut self) {
+        let Some(url) = self.redis_url.clone() else {
+            return;
+        };
+        let pattern = format!("{}:*", self.prefix);
+        let _ = std::thread::spawn(move || {
+            let Ok(client) = redis::Client::open(url) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+        })
+        .join();
+    }
+}
+
+#[derive(Clone)]
+pub struct AppOptions {
+    pub backend: Backend,
+    /// Share a database with another app (two instances); a fresh one when `None`.
+    pub database: Option<Arc<TestDatabase>>,
+    /// Connect through this URL instead of the database's own (a fault-injecting proxy).
+    pub database_url: Option<String>,
+    pub prefix: Option<String>,
+    pub cache_op_timeout: Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            backend: Backend::redis(),
+            database: None,
+            database_url: None,
+            prefix: None,
+            cache_op_timeout: Duration::from_millis(50),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub admin_token: String,
+    pub write_token: String,
+    pub read_token: String,
+    pub state: web::Data<AppState>,
+    pub pool: PgPool,
+    pub prefix: String,
+    pub options: AppOptions,
+    _cleanup: Arc<PrefixCleanup>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
+    let database = match options.database.clone() {
+        Some(db) => db,
+        None => TestDatabase::create().await,
+    };
+    options.database = Some(database.clone());
+    let prefix = options
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("test-{}", Uuid::new_v4().simple()));
+    options.prefix = Some(prefix.clone());
+    let redis_url = match &options.backend {
+        Backend::Redis(url) => Some(url.clone()),
+        Backend::Memory => None,
+    };
+    let settings = Settings {
+        database_url: options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| database.url.clone()),
+        redis_url: redis_url.clone(),
+        app_addr: "127.0.0.1:0".parse().expect("address"),
+        cache_prefix: prefix.clone(),
+        cache_ttl: Duration::from_secs(300),
+        cache_op_timeout: options.cache_op_timeout,
+        cors_allowed_origins: vec!["https://dashboard.example".into()],
+        log_format: LogFormat::Pretty,
+        db_acquire_timeout: Duration::from_millis(1000),
+        db_max_connections: 10,
+        rate_limit_per_second: 100_000,
+        rate_limit_burst: 100_000,
+    };
+    let app = Application::build(settings)
+        .await
+        .expect("build application");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    let pool = PgPool::connect(&database.url).await.expect("test pool");
+    let suffix = Uuid::new_v4().simple().to_string();
+    let token = |role: Role| {
+        let pool = pool.clone();
+        let name = format!("{}-{suffix}", role.as_str());
+        async move {
+            create_key(&pool, &name, role, None)
+                .await
+                .expect("create key")
+        }
+    };
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        admin_token: token(Role::Admin).await,
+        write_token: token(Role::Write).await,
+        read_token: token(Role::Read).await,
+        state,
+        pool,
+        prefix: prefix.clone(),
+        options,
+        _cleanup: Arc::new(PrefixCleanup { prefix, redis_url }),
+    }
+}
+
+impl TestApp {
+    /// Another instance sharing this one's database and cache prefix.
+    pub async fn spawn_sibling(&self) -> TestApp {
+        let mut sibling = spawn_app_with(self.options.clone()).await;
+        sibling.admin_token = self.admin_token.clone();
+        sibling.write_token = self.write_token.clone();
+        sibling.read_token = self.read_token.clone();
+        sibling
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_activity(&self, body: &Value) -> Response {
+        self.client
+            .post(self.url("/api/v1/activities"))
+            .bearer_auth(&self.write_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates an activity that must succeed, returning the stored JSON.
+    pub async fn create(&self, user: Uuid, action: &str, at: &str, value: Option<f64>) -> Value {
+        let mut body = json!({"user_id": user, "action": action, "occurred_at": at});
+        if let Some(v) = value {
+            body["value"] = json!(v);
+        }
+        let response = self.post_activity(&body).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "create {body}");
+        response.json().await.expect("json")
+    }
+
+    pub async fn post_batch(&self, body: &Value) -> Response {
+        self.client
+            .post(self.url("/api/v1/activities/batch"))
+            .bearer_auth(&self.write_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_activity(&self, id: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/api/v1/activities/{id}")))
+            .bearer_auth(&self.read_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn list(&self, query: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/api/v1/activities?{query}")))
+            .bearer_auth(&self.read_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn patch(&self, id: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url(&format!("/api/v1/activities/{id}")))
+            .bearer_auth(&self.write_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn delete(&self, id: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/api/v1/activities/{id}")))
+            .bearer_auth(&self.write_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// GET a statistics path (`summary?from=...`), returning the response.
+    pub async fn stats_response(&self, path_and_query: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/api/v1/stats/{path_and_query}")))
+            .bearer_auth(&self.read_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// GET a statistics path that must succeed: (X-Cache, body).
+    pub async fn stats(&self, path_and_query: &str) -> (String, Value) {
+        let response = self.stats_response(path_and_query).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path_and_query}");
+        let cache = header(&response, "x-cache");
+        (cache, response.json().await.expect("json"))
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// The value of one series in `/metrics`, 0 when it is absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series)
+    }
+}
+
+/// Finds `name{labels} value` in a Prometheus text exposition.
+pub fn metric_value(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+pub fn header(response: &Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Asserts a problem+json response with this status, returning its body.
+pub async fn assert_problem(response: Response, status: StatusCode, case: &str) -> Value {
+    assert_eq!(response.status(), status, "{case}");
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/problem+json",
+        "{case}"
+    );
+    let body: Value = response.json().await.expect("problem body");
+    assert_eq!(body["status"], status.as_u16(), "{case}");
+    body
+}
+
+/// The field names a 422 problem lists.
+pub fn problem_fields(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A redis-server of the test's own, on a free port, so that a test can stop and restart it
+/// without touching the shared one.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers.
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed to run the fault tests");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).expect("url");
+        for _ in 0..200 {
+            if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(100))
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("own redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills the server at once, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy in front of Postgres that a test can take down (cutting every connection and
+/// refusing new ones) and bring back, to simulate the database going away.
+pub struct FaultyProxy {
+    pub port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl FaultyProxy {
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("address").port();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        let target = target.to_owned();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue; // dropped: the connection is refused
+                }
+                let mut watch = watch.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { port, up }
+    }
+
+    pub fn set_up(&self, up: bool) {
+        let _ = self.up.send(up);
+    }
+
+    /// `database_url` with its host and port replaced by this proxy's.
+    pub fn url_for(&self, database_url: &str) -> String {
+        let options = PgConnectOptions::from_str(database_url).expect("url");
+        options
+            .host("127.0.0.1")
+            .port(self.port)
+            .to_url_lossy()
+            .to_string()
+    }
+}

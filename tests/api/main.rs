@@ -1,0 +1,9 @@
+//! Integration tests: each test spawns the real application on a free port against its own
+//! Postgres database and its own cache prefix on a real Redis, so tests run in parallel.
+
+mod activities;
+mod auth;
+mod cache;
+mod faults;
+mod helpers;
+mod stats;
