@@ -1,0 +1,52 @@
+# The commands a person wants. `make run` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := ./target/release/analytics
+
+.PHONY: run test lint fmt migrate services seed prewarm bench build release clean
+
+## Start Postgres and Redis if needed, migrate, seed demo data once, print a dev key, serve.
+run: services release
+	@[ -f .env ] || cp .env.example .env
+	$(BIN) migrate
+	$(BIN) seed --users 2000 --events 200000 --days 90 --if-empty
+	@echo; echo "Dev API key (admin), valid until you run 'analytics keys revoke dev-<time>':"
+	@$(BIN) keys create --name "dev-$$(date +%s)" --role admin
+	@echo "Dashboard: http://127.0.0.1:8080/   (add #token=<the key above>)"; echo
+	$(BIN) serve
+
+## Every test: unit tests and the integration tests against real Postgres and Redis.
+test: services
+	$(CARGO) test --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+services:
+	@./scripts/services.sh
+
+migrate: services release
+	@[ -f .env ] || cp .env.example .env
+	$(BIN) migrate
+
+seed: migrate
+	$(BIN) seed --users 2000 --events 200000 --days 90
+
+prewarm: release
+	$(BIN) prewarm
+
+bench: services release
+	./bench/run.sh
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+clean:
+	$(CARGO) clean
