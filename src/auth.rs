@@ -143,6 +143,8 @@ impl MinRole for AdminRole {
 /// Proof that the request carries a valid token with at least role `R`.
 pub struct Authorized<R: MinRole> {
     pub role: Role,
+    /// The SHA-256 of the token: who sent the request, without keeping the token.
+    pub principal: [u8; 32],
     _role: PhantomData<R>,
 }
 
@@ -172,6 +174,7 @@ impl<R: MinRole> FromRequest for Authorized<R> {
             }
             Ok(Self {
                 role,
+                principal: hash_token(&token),
                 _role: PhantomData,
             })
         })

@@ -13,7 +13,7 @@ use serde::Serialize;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One rule a field of the request broke.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -75,7 +75,7 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::Database(db)
                 if db
                     .code()
-                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+                    .is_some_and(|c| c.starts_with("57") || c.starts_with("08")) =>
             {
                 Self::DatabaseUnavailable(e)
             }

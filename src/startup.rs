@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
@@ -16,6 +17,7 @@ use crate::auth::KeyStore;
 use crate::cache::Cache;
 use crate::config::Settings;
 use crate::http::middleware::{problem_for_other_errors, record_metrics, request_id_header};
+use crate::http::rate_limit::{RateLimiter, limit_rate};
 use crate::metrics::Metrics;
 use crate::{db, http};
 
@@ -25,6 +27,7 @@ pub struct AppState {
     pub cache: Arc<Cache>,
     pub keys: KeyStore,
     pub metrics: Arc<Metrics>,
+    pub rate_limiter: RateLimiter,
 }
 
 impl AppState {
@@ -38,6 +41,10 @@ impl AppState {
             pool,
             cache,
             metrics,
+            rate_limiter: RateLimiter::new(
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
+            ),
         })
     }
 }
@@ -52,6 +59,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state = web::Data::new(AppState::new(&settings)?);
         state.cache.spawn_retry_task();
+        spawn_housekeeping(state.clone());
         match state.cache.backend_name() {
             "memory" => tracing::info!(
                 "REDIS_URL is unset: using the in-process cache (correct for one instance only)"
@@ -66,6 +74,7 @@ impl Application {
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(problem_for_other_errors))
                 .wrap(cors(&origins))
+                .wrap(from_fn(limit_rate))
                 .wrap(from_fn(record_metrics))
                 .wrap(from_fn(request_id_header))
                 .wrap(TracingLogger::default())
@@ -94,6 +103,21 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Hourly: forget expired idempotency keys and idle rate-limit buckets.
+fn spawn_housekeeping(state: web::Data<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            state.rate_limiter.forget_idle();
+            match db::idempotency::delete_expired_keys(&state.pool).await {
+                Ok(n) => tracing::debug!(removed = n, "expired idempotency keys removed"),
+                Err(e) => tracing::warn!(error = %e, "could not remove expired idempotency keys"),
+            }
+        }
+    });
 }
 
 /// Browsers may call the API from the listed origins only; credentials stay off because the

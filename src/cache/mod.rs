@@ -134,7 +134,17 @@ pub enum CacheHealth {
     Memory,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+impl CacheHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Degraded => "degraded",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct EndpointStats {
     pub hits: u64,
     pub misses: u64,
@@ -142,8 +152,9 @@ pub struct EndpointStats {
 }
 
 /// The body of `GET /api/v1/cache/stats`, counted since this instance started.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CacheStats {
+    #[schema(value_type = String, examples("redis"))]
     pub backend: &'static str,
     pub hits: u64,
     pub misses: u64,
@@ -152,6 +163,7 @@ pub struct CacheStats {
     pub errors: u64,
     pub invalidated_keys: u64,
     pub pending_invalidations: usize,
+    #[schema(value_type = std::collections::BTreeMap<String, EndpointStats>)]
     pub by_endpoint: std::collections::BTreeMap<&'static str, EndpointStats>,
 }
 

@@ -2,6 +2,7 @@
 //! domain types, and return `sqlx::Result`; they never see a request or the cache.
 
 pub mod activities;
+pub mod idempotency;
 pub mod keys;
 pub mod stats;
 
@@ -19,7 +20,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A pool that connects lazily, so the service starts (and `/readyz` reports) while the
 /// database is away, and requests fail fast with 503 instead of hanging.
 pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(&settings.database_url)?;
+    // No statement may hold a connection (and a client) longer than this: a runaway query is
+    // cancelled and the request answered 503 instead of queueing everyone behind it.
+    let options =
+        PgConnectOptions::from_str(&settings.database_url)?.options([("statement_timeout", "15s")]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
         .acquire_timeout(settings.db_acquire_timeout)

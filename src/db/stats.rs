@@ -10,14 +10,14 @@ use uuid::Uuid;
 use crate::domain::stats_query::ActiveUsersDay;
 use crate::domain::{Bucket, StatsQuery, TopUsersLimit};
 
-#[derive(Debug, Serialize, sqlx::FromRow, PartialEq)]
+#[derive(Debug, Serialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
 pub struct ActionCount {
     pub action: String,
     pub events: i64,
     pub unique_users: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -28,7 +28,7 @@ pub struct Summary {
     pub by_action: Vec<ActionCount>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Point {
     pub start: DateTime<Utc>,
     pub events: i64,
@@ -36,15 +36,16 @@ pub struct Point {
     pub value_sum: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Timeseries {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    #[schema(value_type = String, examples("day"))]
     pub bucket: &'static str,
     pub points: Vec<Point>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActiveUsers {
     pub date: NaiveDate,
     pub dau: i64,
@@ -53,7 +54,7 @@ pub struct ActiveUsers {
     pub stickiness: f64,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TopUser {
     pub user_id: Uuid,
     pub events: i64,
@@ -61,14 +62,14 @@ pub struct TopUser {
     pub last_seen: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TopUsers {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub items: Vec<TopUser>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserStats {
     pub user_id: Uuid,
     pub from: DateTime<Utc>,

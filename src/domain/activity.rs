@@ -25,7 +25,7 @@ const WRITABLE: [&str; 6] = [
 ];
 
 /// A stored activity, as every endpoint returns it.
-#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Activity {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -33,6 +33,7 @@ pub struct Activity {
     pub occurred_at: DateTime<Utc>,
     pub duration_ms: Option<i64>,
     pub value: Option<f64>,
+    #[schema(value_type = Option<Object>)]
     pub properties: Option<Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

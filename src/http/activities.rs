@@ -1,7 +1,8 @@
 //! `/api/v1/activities`: create (one or a batch), list, get, patch and delete. Every write
 //! commits first and then invalidates the statistics it can change.
 
-use actix_web::http::header;
+use super::openapi::{CreateActivities, CreateActivity, PatchActivity, Problem};
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use serde::Serialize;
@@ -9,6 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::body::{BATCH_LIMIT, SINGLE_LIMIT, read_json};
+use super::idempotency::{self, Idempotent};
 use crate::auth::{Authorized, ReadRole, WriteRole};
 use crate::cache::Touch;
 use crate::db;
@@ -63,29 +65,59 @@ fn not_found(id: Uuid) -> ApiError {
     ApiError::NotFound(format!("no activity has the id {id}"))
 }
 
+#[utoipa::path(post, path = "/api/v1/activities", tag = "activities", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response instead of storing twice (kept 24 hours)")),
+    request_body(content = CreateActivity, content_type = "application/json"),
+    responses((status = 201, description = "Stored", body = Activity, headers(("Location" = String))),
+        (status = 400, description = "Malformed JSON or wrong content type", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_activity(
-    _: Authorized<WriteRole>,
+    auth: Authorized<WriteRole>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
+    let key = idempotency::key_of(&req)?;
     let body = read_json(&req, payload, SINGLE_LIMIT).await?;
     let new = NewActivity::parse(&body, "", Utc::now()).map_err(ApiError::Validation)?;
-    let stored = db::activities::insert_activity(&state.pool, &new).await?;
+    let claim = match idempotency::begin(&state.pool, auth.principal, key, &body).await? {
+        Idempotent::Replay(response) => return Ok(response),
+        Idempotent::Proceed(claim) => claim,
+    };
+    let stored = match claim {
+        None => db::activities::insert_activity(&state.pool, &new).await?,
+        Some(mut claim) => {
+            let stored = db::activities::insert_activity(claim.connection(), &new).await?;
+            claim
+                .finish(
+                    StatusCode::CREATED,
+                    &to_json(&stored)?,
+                    Some(&location(&stored)),
+                )
+                .await?;
+            stored
+        }
+    };
     state.cache.invalidate(&[Touch::from(&stored)]).await;
     tracing::info!(id = %stored.id, action = %stored.action, "activity recorded");
     Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            format!("/api/v1/activities/{}", stored.id),
-        ))
+        .insert_header((header::LOCATION, location(&stored)))
         .json(stored))
 }
 
-#[derive(Serialize)]
-struct BatchCreated {
-    inserted: u64,
-    ids: Vec<Uuid>,
+fn location(a: &Activity) -> String {
+    format!("/api/v1/activities/{}", a.id)
+}
+
+fn to_json(value: &impl Serialize) -> ApiResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchCreated {
+    pub inserted: u64,
+    pub ids: Vec<Uuid>,
 }
 
 /// Parses every item, naming each broken rule by its index (`activities[17].action`).
@@ -128,30 +160,66 @@ fn parse_batch(body: &Value) -> ApiResult<Vec<NewActivity>> {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/activities/batch", tag = "activities", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response instead of storing twice (kept 24 hours)")),
+    request_body(content = CreateActivities, content_type = "application/json"),
+    responses((status = 201, description = "All stored", body = BatchCreated),
+        (status = 400, description = "Malformed JSON or wrong content type", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_activities(
-    _: Authorized<WriteRole>,
+    auth: Authorized<WriteRole>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
+    let key = idempotency::key_of(&req)?;
     let body = read_json(&req, payload, BATCH_LIMIT).await?;
     let batch = parse_batch(&body)?;
-    let inserted = db::activities::insert_activities(&state.pool, &batch).await?;
+    let claim = match idempotency::begin(&state.pool, auth.principal, key, &body).await? {
+        Idempotent::Replay(response) => return Ok(response),
+        Idempotent::Proceed(claim) => claim,
+    };
+    let ids = batch.iter().map(|a| a.id).collect();
+    let created = match claim {
+        None => BatchCreated {
+            inserted: db::activities::insert_activities(&state.pool, &batch).await?,
+            ids,
+        },
+        Some(mut claim) => {
+            let created = BatchCreated {
+                inserted: db::activities::insert_activities(claim.connection(), &batch).await?,
+                ids,
+            };
+            claim
+                .finish(StatusCode::CREATED, &to_json(&created)?, None)
+                .await?;
+            created
+        }
+    };
     let touches: Vec<Touch> = batch.iter().map(Touch::from).collect();
     state.cache.invalidate(&touches).await;
-    tracing::info!(inserted, "activity batch recorded");
-    Ok(HttpResponse::Created().json(BatchCreated {
-        inserted,
-        ids: batch.iter().map(|a| a.id).collect(),
-    }))
+    tracing::info!(inserted = created.inserted, "activity batch recorded");
+    Ok(HttpResponse::Created().json(created))
 }
 
-#[derive(Serialize)]
-struct Page {
-    items: Vec<Activity>,
-    next_cursor: Option<String>,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Page {
+    pub items: Vec<Activity>,
+    pub next_cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/activities", tag = "activities", security(("bearer" = [])),
+    params(
+        ("user_id" = Option<Uuid>, Query, description = "Only this user's activities"),
+        ("action" = Option<String>, Query, description = "Only this action"),
+        ("from" = Option<String>, Query, description = "Earliest occurred_at (RFC 3339 or YYYY-MM-DD), inclusive"),
+        ("to" = Option<String>, Query, description = "Latest occurred_at, exclusive"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 100", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "A page, newest first", body = Page), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_activities(
     _: Authorized<ReadRole>,
     params: web::Query<ListActivitiesParams>,
@@ -174,6 +242,11 @@ pub async fn list_activities(
     Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
 }
 
+#[utoipa::path(get, path = "/api/v1/activities/{id}", tag = "activities", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Activity id")),
+    responses((status = 200, description = "The activity", body = Activity), (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_activity(
     _: Authorized<ReadRole>,
     path: web::Path<String>,
@@ -186,6 +259,13 @@ pub async fn get_activity(
     Ok(HttpResponse::Ok().json(activity))
 }
 
+#[utoipa::path(patch, path = "/api/v1/activities/{id}", tag = "activities", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Activity id")),
+    request_body(content = PatchActivity, content_type = "application/json"),
+    responses((status = 200, description = "The updated activity", body = Activity),
+        (status = 400, description = "Malformed JSON or wrong content type", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_activity(
     _: Authorized<WriteRole>,
     req: HttpRequest,
@@ -211,6 +291,11 @@ pub async fn patch_activity(
     Ok(HttpResponse::Ok().json(new))
 }
 
+#[utoipa::path(delete, path = "/api/v1/activities/{id}", tag = "activities", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Activity id")),
+    responses((status = 204, description = "Deleted"), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_activity(
     _: Authorized<WriteRole>,
     path: web::Path<String>,

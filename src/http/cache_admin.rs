@@ -1,5 +1,7 @@
 //! `/api/v1/cache`: counters for operators, and the admin-only clear and prewarm.
 
+use super::openapi::Problem;
+use crate::cache::CacheStats;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 
@@ -14,10 +16,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/cache/prewarm").route(web::post().to(prewarm_cache)));
 }
 
+#[utoipa::path(get, path = "/api/v1/cache/stats", tag = "cache", security(("bearer" = [])),
+    responses((status = 200, description = "Counters since this instance started", body = CacheStats), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn cache_stats(_: Authorized<ReadRole>, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.cache.stats())
 }
 
+#[utoipa::path(delete, path = "/api/v1/cache", tag = "cache", security(("bearer" = [])),
+    responses((status = 204, description = "Every entry under CACHE_PREFIX dropped"), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The cache could not be cleared", body = Problem, content_type = "application/problem+json")))]
 pub async fn clear_cache(
     _: Authorized<AdminRole>,
     state: web::Data<AppState>,
@@ -31,6 +42,10 @@ pub async fn clear_cache(
 }
 
 /// Starts the prewarm in the background and answers at once.
+#[utoipa::path(post, path = "/api/v1/cache/prewarm", tag = "cache", security(("bearer" = [])),
+    responses((status = 202, description = "Prewarm started in the background", body = serde_json::Value), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn prewarm_cache(_: Authorized<AdminRole>, state: web::Data<AppState>) -> HttpResponse {
     let state = state.into_inner();
     tokio::spawn(async move {

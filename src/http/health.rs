@@ -17,20 +17,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process runs", body = serde_json::Value)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "Database unreachable", body = Readiness)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (database, cache) = tokio::join!(
         tokio::time::timeout(READINESS_TIMEOUT, db::ping(&state.pool)),
         state.cache.health()
     );
     let database_ok = matches!(database, Ok(Ok(())));
-    let body = json!({
-        "database": if database_ok { "ok" } else { "unavailable" },
-        "cache": cache,
-    });
+    let body = Readiness {
+        database: if database_ok { "ok" } else { "unavailable" }.into(),
+        cache: cache.as_str().into(),
+    };
     if database_ok {
         HttpResponse::Ok().json(body)
     } else {
@@ -38,8 +42,19 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.encode(&state.pool))
+}
+
+/// The body of `/readyz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ok` or `unavailable`
+    pub database: String,
+    /// `ok`, `degraded` (Redis failing: answers come from Postgres) or `memory` (in-process cache)
+    pub cache: String,
 }

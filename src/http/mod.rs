@@ -6,7 +6,10 @@ pub mod activities;
 pub mod body;
 pub mod cache_admin;
 pub mod health;
+pub mod idempotency;
 pub mod middleware;
+pub mod openapi;
+pub mod rate_limit;
 pub mod stats;
 
 use actix_web::web;
@@ -24,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(|err, _| ApiError::NotFound(err.to_string()).into()),
     )
     .configure(health::configure)
+    .configure(openapi::configure)
     .service(
         web::scope("/api/v1")
             .configure(activities::configure)

@@ -1,6 +1,8 @@
 //! `/api/v1/stats/*`: parse the query, ask `statistics` (which goes through the cache), and
 //! answer with `X-Cache`, `ETag` and 304 for a matching `If-None-Match`.
 
+use super::openapi::Problem;
+use crate::db::stats::{ActiveUsers, Summary, Timeseries, TopUsers, UserStats};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
@@ -89,6 +91,14 @@ fn with<T>(q: ApiResult<StatsQuery>, extra: Result<T, FieldError>) -> ApiResult<
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/stats/summary", tag = "statistics", security(("bearer" = [])),
+    params(("from" = Option<String>, Query, description = "Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days"),
+        ("to" = Option<String>, Query, description = "End, exclusive; default the next UTC midnight"),
+        ("action" = Option<String>, Query, description = "Only this action"), ("If-None-Match" = Option<String>, Header, description = "ETag of an answer you hold"),
+        ("Cache-Control" = Option<String>, Header, description = "no-cache recomputes and refreshes the cache")),
+    responses((status = 200, description = "Totals over the range", body = Summary, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), (status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String))), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn summary(
     _: Authorized<ReadRole>,
     req: HttpRequest,
@@ -102,6 +112,14 @@ pub async fn summary(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/stats/timeseries", tag = "statistics", security(("bearer" = [])),
+    params(("from" = Option<String>, Query, description = "Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days"),
+        ("to" = Option<String>, Query, description = "End, exclusive; default the next UTC midnight"),
+        ("action" = Option<String>, Query, description = "Only this action"), ("bucket" = Option<String>, Query, description = "hour, day (default), week or month"), ("If-None-Match" = Option<String>, Header, description = "ETag of an answer you hold"),
+        ("Cache-Control" = Option<String>, Header, description = "no-cache recomputes and refreshes the cache")),
+    responses((status = 200, description = "One point per bucket, empty ones as zeros", body = Timeseries, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), (status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String))), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn timeseries(
     _: Authorized<ReadRole>,
     req: HttpRequest,
@@ -115,6 +133,13 @@ pub async fn timeseries(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/stats/active-users", tag = "statistics", security(("bearer" = [])),
+    params(("date" = Option<String>, Query, description = "YYYY-MM-DD, default today (UTC)"),
+        ("action" = Option<String>, Query, description = "Only this action"), ("If-None-Match" = Option<String>, Header, description = "ETag of an answer you hold"),
+        ("Cache-Control" = Option<String>, Header, description = "no-cache recomputes and refreshes the cache")),
+    responses((status = 200, description = "DAU, WAU, MAU and stickiness", body = ActiveUsers, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), (status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String))), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn active_users(
     _: Authorized<ReadRole>,
     req: HttpRequest,
@@ -142,6 +167,14 @@ pub async fn active_users(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/stats/top-users", tag = "statistics", security(("bearer" = [])),
+    params(("from" = Option<String>, Query, description = "Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days"),
+        ("to" = Option<String>, Query, description = "End, exclusive; default the next UTC midnight"),
+        ("action" = Option<String>, Query, description = "Only this action"), ("limit" = Option<i64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100), ("If-None-Match" = Option<String>, Header, description = "ETag of an answer you hold"),
+        ("Cache-Control" = Option<String>, Header, description = "no-cache recomputes and refreshes the cache")),
+    responses((status = 200, description = "Most events first", body = TopUsers, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), (status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String))), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn top_users(
     _: Authorized<ReadRole>,
     req: HttpRequest,
@@ -158,6 +191,14 @@ pub async fn top_users(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/stats/users/{user_id}", tag = "statistics", security(("bearer" = [])),
+    params(("user_id" = Uuid, Path), ("from" = Option<String>, Query, description = "Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days"),
+        ("to" = Option<String>, Query, description = "End, exclusive; default the next UTC midnight"),
+        ("action" = Option<String>, Query, description = "Only this action"), ("If-None-Match" = Option<String>, Header, description = "ETag of an answer you hold"),
+        ("Cache-Control" = Option<String>, Header, description = "no-cache recomputes and refreshes the cache")),
+    responses((status = 200, description = "One user's profile (zeros when inactive)", body = UserStats, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), (status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String))), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn user_stats(
     _: Authorized<ReadRole>,
     req: HttpRequest,

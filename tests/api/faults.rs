@@ -215,6 +215,7 @@ async fn requests_go_on_while_redis_is_down_and_no_stale_answer_follows_its_retu
     let app = Arc::new(
         spawn_app_with(AppOptions {
             backend: Backend::Redis(redis.url()),
+            cache_op_timeout: Duration::from_millis(50),
             ..AppOptions::default()
         })
         .await,
@@ -330,6 +331,7 @@ async fn a_write_whose_invalidation_failed_is_applied_before_the_cache_is_truste
     let mut redis = OwnRedis::start().await;
     let app = spawn_app_with(AppOptions {
         backend: Backend::Redis(redis.url()),
+        cache_op_timeout: Duration::from_millis(50),
         ..AppOptions::default()
     })
     .await;

@@ -137,6 +137,8 @@ pub struct AppOptions {
     pub database_url: Option<String>,
     pub prefix: Option<String>,
     pub cache_op_timeout: Duration,
+    /// (requests per second, burst) per API key
+    pub rate_limit: (u32, u32),
 }
 
 impl Default for AppOptions {
@@ -146,7 +148,10 @@ impl Default for AppOptions {
             database: None,
             database_url: None,
             prefix: None,
-            cache_op_timeout: Duration::from_millis(50),
+            // Generous, so a CI machine starved of CPU does not turn hits into bypasses; the
+            // fault tests set the contract's 50 ms themselves.
+            cache_op_timeout: Duration::from_millis(1000),
+            rate_limit: (100_000, 100_000),
         }
     }
 }
@@ -197,8 +202,8 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
         log_format: LogFormat::Pretty,
         db_acquire_timeout: Duration::from_millis(1000),
         db_max_connections: 10,
-        rate_limit_per_second: 100_000,
-        rate_limit_burst: 100_000,
+        rate_limit_per_second: options.rate_limit.0,
+        rate_limit_burst: options.rate_limit.1,
     };
     let app = Application::build(settings)
         .await

@@ -4,6 +4,7 @@
 mod activities;
 mod auth;
 mod cache;
+mod contract;
 mod faults;
 mod helpers;
 mod stats;

@@ -1,0 +1,86 @@
+//! Rate limiting: a token bucket per API key (per client address for requests without a
+//! token), answering 429 problem+json with `Retry-After` when a bucket is empty.
+//!
+//! The bucket is keyed by the token's hash, not by the client address: many clients share an
+//! address behind a NAT or a load generator, and one client may use several keys.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{ResponseError, web};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Client {
+    Key([u8; 32]),
+    Address(IpAddr),
+}
+
+pub struct RateLimiter {
+    limiter: DefaultKeyedRateLimiter<Client>,
+    clock: DefaultClock,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(per_second);
+        Self {
+            limiter: governor::RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// `Err(seconds to wait)` when the client has used up its bucket.
+    pub fn check(&self, client: &Client) -> Result<(), u64> {
+        self.limiter
+            .check_key(client)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()).as_secs().max(1))
+    }
+
+    /// Drops buckets that are full again, so memory does not grow with every client seen.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
+fn client_of(req: &ServiceRequest) -> Client {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .map(|(_, token)| token.trim());
+    match (token, req.peer_addr()) {
+        (Some(token), _) => Client::Key(Sha256::digest(token.as_bytes()).into()),
+        (None, Some(addr)) => Client::Address(addr.ip()),
+        (None, None) => Client::Address(IpAddr::from([0, 0, 0, 0])),
+    }
+}
+
+pub async fn limit_rate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let verdict = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.rate_limiter.check(&client_of(&req)))
+        .unwrap_or(Ok(()));
+    match verdict {
+        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
+        Err(retry_after_secs) => {
+            let response = ApiError::TooManyRequests { retry_after_secs }.error_response();
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
