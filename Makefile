@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := ./target/release/analytics
 
-.PHONY: run test lint fmt migrate services seed prewarm bench build release clean
+.PHONY: run test lint fmt migrate services seed prewarm bench fuzz build release clean
 
 ## Start Postgres and Redis if needed, migrate, seed demo data once, print a dev key, serve.
 run: services release
@@ -50,3 +50,7 @@ release:
 
 clean:
 	$(CARGO) clean
+
+## Property-based API fuzzing with schemathesis against a live server: no 5xx, no response outside the schema.
+fuzz: services
+	./scripts/fuzz.sh

@@ -191,6 +191,11 @@ impl<'a> Fields<'a> {
                     "must be at most {MAX_PROPERTIES_BYTES} bytes of JSON (got {size})"
                 ));
             }
+            if contains_nul(v) {
+                return Err(
+                    "must not contain the character U+0000 (Postgres cannot store it)".into(),
+                );
+            }
             Ok(v.clone())
         })
     }
@@ -200,6 +205,16 @@ impl<'a> Fields<'a> {
             Some(v) if self.errors.is_empty() => Ok(v),
             _ => Err(self.errors),
         }
+    }
+}
+
+/// Postgres' jsonb refuses `\u0000` in any string or key.
+fn contains_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
     }
 }
 

@@ -217,7 +217,7 @@ pub struct Page {
         ("to" = Option<String>, Query, description = "Latest occurred_at, exclusive"),
         ("limit" = Option<i64>, Query, description = "1 to 1000, default 100", minimum = 1, maximum = 1000),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "A page, newest first", body = Page), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Malformed query string (a parameter given twice)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_activities(
