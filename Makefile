@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := ./target/release/analytics
 
-.PHONY: run test lint fmt migrate services seed prewarm bench fuzz build release clean
+.PHONY: run test test-e2e lint fmt migrate services seed prewarm bench fuzz build release clean
 
 ## Start Postgres and Redis if needed, migrate, seed demo data once, print a dev key, serve.
 run: services release
@@ -54,3 +54,7 @@ clean:
 ## Property-based API fuzzing with schemathesis against a live server: no 5xx, no response outside the schema.
 fuzz: services
 	./scripts/fuzz.sh
+
+## The dashboard in headless Chromium against a seeded server; screenshots in target/e2e/.
+test-e2e: services
+	./scripts/e2e.sh

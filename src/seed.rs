@@ -2,20 +2,18 @@
 //!
 //! A few heavy users and many light ones (Zipf-like weights), a daily rhythm (busy afternoons,
 //! quiet nights), quieter weekends, and a funnel of actions where purchases carry values.
-//! Timestamps fall in the `days` days before the next UTC midnight, so the same seed gives
-//! the same data relative to that day.
+//! Timestamps fall in the `days` days before the start of the current UTC hour (never in the
+//! future, which the API would refuse), so the same seed gives the same rows within an hour.
 
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-use crate::domain::time_range::next_utc_midnight;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SeedOptions {
@@ -151,7 +149,10 @@ pub async fn run(pool: &PgPool, o: SeedOptions, if_empty: bool) -> anyhow::Resul
         }
     }
     let started = Instant::now();
-    let mut generator = Generator::new(o, next_utc_midnight(Utc::now()));
+    let end = Utc::now()
+        .duration_trunc(Duration::hours(1))
+        .unwrap_or_else(|_| Utc::now());
+    let mut generator = Generator::new(o, end);
     let bar = ProgressBar::new(o.events).with_style(
         ProgressStyle::with_template(
             "{bar:40} {human_pos}/{human_len} events  {per_sec}  eta {eta}",

@@ -5,6 +5,7 @@
 pub mod activities;
 pub mod body;
 pub mod cache_admin;
+pub mod dashboard;
 pub mod health;
 pub mod idempotency;
 pub mod middleware;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .configure(health::configure)
     .configure(openapi::configure)
+    .configure(dashboard::configure)
     .service(
         web::scope("/api/v1")
             .configure(activities::configure)

@@ -1,0 +1,96 @@
+// The dashboard in a real headless Chromium against a running, seeded server: it loads with a
+// token, shows the server's numbers, and updates after an activity is recorded through it.
+import { test, after, before } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const base = process.env.BASE_URL;
+const token = process.env.TOKEN;
+const shots = process.env.SCREENSHOT_DIR || "../target/e2e";
+let browser;
+
+async function api(path) {
+  const response = await fetch(`${base}${path}`, { headers: { Authorization: `Bearer ${token}`, "Cache-Control": "no-cache" } });
+  assert.equal(response.status, 200, path);
+  return response.json();
+}
+
+const asNumber = (text) => Number(text.replace(/[^0-9.-]/g, ""));
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => { await browser?.close(); });
+
+async function openDashboard(width, height) {
+  const page = await browser.newPage({ viewport: { width, height } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}/#token=${token}`);
+  await page.waitForSelector("body[data-loaded]");
+  return { page, errors };
+}
+
+test("the dashboard shows the server's numbers and updates after recording an activity", async () => {
+  const { page, errors } = await openDashboard(1280, 1400);
+  const summary = await api("/api/v1/stats/summary");
+  assert.ok(summary.events > 0, "the server was seeded");
+  assert.equal(asNumber(await page.textContent("#events")), summary.events);
+  assert.equal(asNumber(await page.textContent("#unique-users")), summary.unique_users);
+
+  const series = await api("/api/v1/stats/timeseries?bucket=day");
+  assert.equal(await page.getAttribute("#timeseries", "data-points"), String(series.points.length));
+  assert.equal(await page.locator("#timeseries circle.events").count(), series.points.length);
+
+  const active = await api("/api/v1/stats/active-users");
+  assert.equal(asNumber(await page.textContent("#dau")), active.dau);
+  assert.equal(asNumber(await page.textContent("#mau")), active.mau);
+
+  const top = await api("/api/v1/stats/top-users");
+  assert.equal(await page.locator("#top-users tbody tr").count(), top.items.length);
+  assert.match(await page.textContent("#top-users tbody tr:first-child"), new RegExp(top.items[0].user_id.slice(0, 8)));
+  assert.match(await page.textContent("[data-cache-for=summary]"), /HIT|MISS|BYPASS/);
+  assert.match(await page.textContent("#hit-ratio"), /%/);
+
+  // Open the top user's profile, then record an activity for them through the form.
+  await page.click("#top-users tbody tr:first-child a");
+  await page.waitForSelector("#user-panel:not([hidden])");
+  const before = asNumber(await page.textContent("#user-events"));
+  const loaded = await page.getAttribute("body", "data-loaded");
+  await page.fill("#record-action", "e2e_click");
+  await page.fill("#record-value", "5");
+  await page.click("#record button");
+  await page.waitForFunction((prev) => document.body.dataset.loaded !== prev, loaded);
+  assert.equal(asNumber(await page.textContent("#events")), summary.events + 1);
+  assert.equal(asNumber(await page.textContent("#user-events")), before + 1);
+  assert.match(await page.textContent("#user-actions"), /e2e_click: 1/);
+
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
+  assert.deepEqual(errors, []);
+});
+
+test("errors from the API are shown in words", async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/#token=not-a-real-token`);
+  await page.waitForSelector("#error:not([hidden])");
+  assert.match(await page.textContent("#error"), /token is missing, unknown or revoked/);
+  await page.fill("#token", token);
+  await page.click("#token-form button");
+  await page.waitForSelector("#error", { state: "hidden" });
+  assert.ok(Number(await page.textContent("#events").then((t) => t.replace(/[^0-9]/g, ""))) > 0);
+});
+
+test("the dashboard is readable on a phone", async () => {
+  const { page, errors } = await openDashboard(390, 844);
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 390, `no horizontal scrolling (page is ${width}px wide)`);
+  await page.screenshot({ path: `${shots}/dashboard-phone.png`, fullPage: true });
+  assert.deepEqual(errors, []);
+});
