@@ -4,6 +4,7 @@
 # the OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 venv=target/fuzz-venv
 if [ ! -x "$venv/bin/schemathesis" ]; then
@@ -17,24 +18,15 @@ export REDIS_URL=redis://127.0.0.1:6379 CACHE_PREFIX="fuzz-$$" APP_ADDR=127.0.0.
 export RATE_LIMIT_PER_SECOND=100000 RATE_LIMIT_BURST=100000 RUST_LOG=warn
 bin=target/debug/analytics
 cargo build --quiet
-"$bin" migrate
-token=$("$bin" keys create --name fuzz --role admin)
-log=$(mktemp)
-LOG_FORMAT=json RUST_LOG=info "$bin" serve --no-migrate >"$log" 2>&1 &
-server=$!
 cleanup() {
-  kill "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
-  psql -q -h 127.0.0.1 -U postgres -c "drop database if exists $db with (force)" postgres >/dev/null 2>&1 || true
-  redis-cli --scan --pattern "fuzz-$$:*" | xargs -r redis-cli del >/dev/null 2>&1 || true
+  stop_server
+  drop_database "$db"
+  clear_prefix "fuzz-$$"
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-  addr=$(grep -o '"address":"[^"]*"' "$log" | head -n1 | cut -d'"' -f4 || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "${addr:-}" ] || { cat "$log"; echo "the server did not start" >&2; exit 1; }
+"$bin" migrate
+token=$("$bin" keys create --name fuzz --role admin)
+start_server "$bin"
 
 "$venv/bin/schemathesis" run "http://$addr/openapi.json" \
   --header "Authorization: Bearer $token" \

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use activity_analytics::auth::{Role, create_key};
 use activity_analytics::db;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -42,12 +42,8 @@ async fn a_role_too_low_is_403() {
         .expect("send");
     assert_problem(response, StatusCode::FORBIDDEN, "read token on a write").await;
     let response = app
-        .client
-        .delete(app.url("/api/v1/cache"))
-        .bearer_auth(&app.write_token)
-        .send()
-        .await
-        .expect("send");
+        .send(Method::DELETE, "/api/v1/cache", &app.write_token, &[])
+        .await;
     assert_problem(
         response,
         StatusCode::FORBIDDEN,
@@ -55,12 +51,8 @@ async fn a_role_too_low_is_403() {
     )
     .await;
     let response = app
-        .client
-        .delete(app.url("/api/v1/cache"))
-        .bearer_auth(&app.admin_token)
-        .send()
-        .await
-        .expect("send");
+        .send(Method::DELETE, "/api/v1/cache", &app.admin_token, &[])
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
 
@@ -122,15 +114,7 @@ async fn operational_routes_need_no_token() {
         let response = app.client.get(app.url(path)).send().await.expect("send");
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let ready: serde_json::Value = app.get_json("/readyz", None).await;
     assert_eq!(ready, json!({"database": "ok", "cache": "ok"}));
 }
 

@@ -2,7 +2,7 @@
 //! kind of write, precise invalidation, counters, ETags and the admin routes. Tests that
 //! describe cache behaviour run against both backends.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -258,15 +258,8 @@ async fn counters_in_metrics_move_by_the_expected_amounts() {
         "routes are labelled by template"
     );
     let stats: Value = app
-        .client
-        .get(app.url("/api/v1/cache/stats"))
-        .bearer_auth(&app.read_token)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/cache/stats", Some(&app.read_token))
+        .await;
     assert_eq!(stats["by_endpoint"]["summary"]["hits"], 2);
     assert_eq!(stats["misses"], 2);
     assert_eq!(stats["invalidated_keys"], 2);
@@ -277,45 +270,39 @@ async fn counters_in_metrics_move_by_the_expected_amounts() {
 async fn etags_answer_304_and_no_cache_recomputes() {
     let app = spawn_app().await;
     let path = "/api/v1/stats/summary?from=2026-10-01&to=2026-10-05";
-    let first = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(&app.read_token)
-        .send()
-        .await
-        .expect("send");
+    let first = app.send(Method::GET, path, &app.read_token, &[]).await;
     let etag = header(&first, "etag");
     assert!(etag.starts_with('"') && etag.len() > 2, "{etag}");
     let revalidated = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(&app.read_token)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .expect("send");
+        .send(
+            Method::GET,
+            path,
+            &app.read_token,
+            &[("if-none-match", &etag)],
+        )
+        .await;
     assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header(&revalidated, "x-cache"), "HIT");
     assert!(revalidated.bytes().await.expect("body").is_empty());
 
     let other = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(&app.read_token)
-        .header("if-none-match", "\"something-else\"")
-        .send()
-        .await
-        .expect("send");
+        .send(
+            Method::GET,
+            path,
+            &app.read_token,
+            &[("if-none-match", "\"something-else\"")],
+        )
+        .await;
     assert_eq!(other.status(), StatusCode::OK);
 
     let refreshed = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(&app.read_token)
-        .header("cache-control", "no-cache")
-        .send()
-        .await
-        .expect("send");
+        .send(
+            Method::GET,
+            path,
+            &app.read_token,
+            &[("cache-control", "no-cache")],
+        )
+        .await;
     assert_eq!(header(&refreshed, "x-cache"), "MISS");
     assert_eq!(header(&refreshed, "etag"), etag, "same data, same tag");
     assert_eq!(
@@ -326,13 +313,13 @@ async fn etags_answer_304_and_no_cache_recomputes() {
     app.create(Uuid::new_v4(), "view", "2026-10-02T00:00:00Z", None)
         .await;
     let changed = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(&app.read_token)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .expect("send");
+        .send(
+            Method::GET,
+            path,
+            &app.read_token,
+            &[("if-none-match", &etag)],
+        )
+        .await;
     assert_eq!(changed.status(), StatusCode::OK, "new data, new tag");
     assert_ne!(header(&changed, "etag"), etag);
 }
@@ -355,12 +342,8 @@ async fn clearing_the_cache_removes_only_keys_under_the_prefix() {
     );
 
     let response = app
-        .client
-        .delete(app.url("/api/v1/cache"))
-        .bearer_auth(&app.admin_token)
-        .send()
-        .await
-        .expect("send");
+        .send(Method::DELETE, "/api/v1/cache", &app.admin_token, &[])
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         app.stats("summary?from=2026-10-01&to=2026-10-05").await.0,
@@ -382,12 +365,8 @@ async fn prewarm_fills_the_default_dashboard_entries() {
     for backend in Backend::all() {
         let app = app_with(backend.clone()).await;
         let response = app
-            .client
-            .post(app.url("/api/v1/cache/prewarm"))
-            .bearer_auth(&app.admin_token)
-            .send()
-            .await
-            .expect("send");
+            .send(Method::POST, "/api/v1/cache/prewarm", &app.admin_token, &[])
+            .await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while app.state.cache.stats().misses < 4 {

@@ -73,15 +73,7 @@ type Call<'a> = (&'a str, Method, String, Option<&'a String>, Option<Value>);
 #[tokio::test]
 async fn every_route_answers_as_the_openapi_document_says() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = app.get_json("/openapi.json", None).await;
     assert_eq!(
         doc["openapi"].as_str().map(|v| v.starts_with("3.1")),
         Some(true)

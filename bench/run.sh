@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# `make bench`: the release build on a database of 1 million seeded events, loaded with wrk for a
+# fixed time per scenario. Writes bench/results.json and bench/results.md. Ratios are taken
+# within one run (HIT against /healthz, HIT against MISS), because this machine is shared.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+events=${BENCH_EVENTS:-1000000}
+duration=${BENCH_SECONDS:-8}
+connections=${BENCH_CONNECTIONS:-32}
+export DATABASE_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/analytics_bench}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379} CACHE_PREFIX="bench-$$" APP_ADDR=127.0.0.1:0
+export RATE_LIMIT_PER_SECOND=10000000 RATE_LIMIT_BURST=10000000 CACHE_TTL_SECONDS=3600 RUST_LOG=warn
+bin=target/release/analytics
+"$bin" migrate
+have=$(psql -tA -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "select count(*) from activities")
+if [ "$have" -lt "$events" ]; then
+  psql -q -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "truncate activities"
+  "$bin" seed --users 20000 --events "$events" --days 90 --seed 1
+fi
+export TOKEN=$("$bin" keys create --name "bench-$$" --role admin)
+tmp=$(mktemp -d)
+cleanup() {
+  stop_server
+  "$bin" keys revoke "bench-$$" >/dev/null 2>&1 || true
+  clear_prefix "bench-$$"
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+SERVER_RUST_LOG=warn,activity_analytics=info start_server "$bin"
+base="http://$addr"
+auth="Authorization: Bearer $TOKEN"
+
+# Warm the entries the HIT scenarios read.
+for path in summary "timeseries?bucket=day" top-users; do
+  curl -sf -H "$auth" "$base/api/v1/stats/$path" >/dev/null
+done
+user=$(curl -sf -H "$auth" "$base/api/v1/stats/top-users?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["user_id"])')
+echo "{\"user_id\":\"$user\",\"action\":\"bench\",\"value\":1.5}" >"$tmp/one.json"
+python3 - "$user" >"$tmp/batch.json" <<'PY'
+import json, sys
+print(json.dumps({"activities": [{"user_id": sys.argv[1], "action": "bench_batch", "duration_ms": i} for i in range(1000)]}))
+PY
+
+run() { # name, then wrk arguments
+  local name=$1; shift
+  echo "== $name" >&2
+  wrk -t2 -c"$connections" -d"${duration}s" --latency "$@" >"$tmp/$name.txt"
+}
+run healthz "$base/healthz"
+run summary_hit -H "$auth" "$base/api/v1/stats/summary"
+run summary_miss -H "$auth" -H "Cache-Control: no-cache" "$base/api/v1/stats/summary"
+run timeseries_hit -H "$auth" "$base/api/v1/stats/timeseries?bucket=day"
+run top_users_hit -H "$auth" "$base/api/v1/stats/top-users"
+BODY_FILE="$tmp/one.json" run create -s bench/post.lua "$base/api/v1/activities"
+BODY_FILE="$tmp/batch.json" run batch_1000 -s bench/post.lua -c 4 "$base/api/v1/activities/batch"
+
+# Cold aggregates: the database's own time for one uncached answer of each statistic.
+cold=$(for path in summary "timeseries?bucket=day" active-users top-users; do
+  curl -s -o /dev/null -w "%{time_total} " -H "$auth" -H "Cache-Control: no-cache" "$base/api/v1/stats/$path"
+done)
+
+python3 - "$tmp" "$events" "$connections" "$duration" "$cold" <<'PY'
+import json, re, sys, platform, os, datetime
+tmp, events, connections, duration, cold = sys.argv[1:6]
+unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+def parse(name):
+    text = open(f"{tmp}/{name}.txt").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    lat = {p: float(v) * unit[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else None}
+names = ["healthz", "summary_hit", "summary_miss", "timeseries_hit", "top_users_hit", "create", "batch_1000"]
+results = {n: parse(n) for n in names}
+results["batch_1000"]["events_per_sec"] = results["batch_1000"]["rps"] * 1000
+c = [round(float(x) * 1000, 1) for x in cold.split()]
+out = {
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "machine": f"{os.cpu_count()} cores, {platform.machine()}, load generator on the same machine",
+    "events_in_database": int(events), "connections": int(connections), "seconds_per_scenario": int(duration),
+    "scenarios": results,
+    "cold_ms": dict(zip(["summary", "timeseries_day", "active_users", "top_users"], c)),
+    "ratios": {
+        "summary_hit_over_healthz": round(results["summary_hit"]["rps"] / results["healthz"]["rps"], 3),
+        "summary_hit_over_miss": round(results["summary_hit"]["rps"] / results["summary_miss"]["rps"], 1),
+    },
+}
+json.dump(out, open("bench/results.json", "w"), indent=2)
+rows = ["| scenario | req/s | p50 ms | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: |"]
+for n in names:
+    r = results[n]
+    rows.append(f"| {n} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non_2xx']} |")
+md = "\n".join([
+    f"Run {out['date']} on {out['machine']}; {int(events):,} events; wrk -t2 -c{connections}, {duration} s per scenario.",
+    "", *rows, "",
+    f"- summary HIT / healthz: **{out['ratios']['summary_hit_over_healthz']}**; summary HIT / MISS: **{out['ratios']['summary_hit_over_miss']}×**",
+    f"- batch ingest: **{results['batch_1000']['events_per_sec']:,.0f} events/s** (batches of 1000, 4 connections)",
+    f"- cold (uncached) answers over 30 days, ms: " + ", ".join(f"{k} {v}" for k, v in out["cold_ms"].items()),
+])
+open("bench/results.md", "w").write(md + "\n")
+print(md)
+PY
