@@ -162,7 +162,9 @@ pub async fn run(pool: &PgPool, o: SeedOptions, if_empty: bool) -> anyhow::Resul
     let mut conn = pool.acquire().await?;
     // One COPY of millions of rows is one long statement: lift the service's statement timeout
     // for this connection only.
-    sqlx::query("set statement_timeout = 0").execute(&mut *conn).await?;
+    sqlx::query("set statement_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
     let mut copy = conn
         .copy_in_raw("copy activities (id, user_id, action, occurred_at, duration_ms, value, properties) from stdin with (format csv)")
         .await?;

@@ -479,3 +479,50 @@ async fn with_the_database_down_requests_get_503_and_service_resumes_without_a_r
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn another_instance_reflects_a_write_whose_invalidation_failed_within_the_documented_bound() {
+    let redis = OwnRedis::start().await;
+    let options = AppOptions {
+        backend: Backend::Redis(redis.url()),
+        cache_op_timeout: Duration::from_millis(50),
+        ..AppOptions::default()
+    };
+    let writer = spawn_app_with(options).await;
+    let reader = writer.spawn_sibling().await;
+    let path = format!("summary?{RANGE}");
+    events(&reader, &path).await;
+    assert_eq!(events(&reader, &path).await, ("HIT".into(), 0));
+
+    // Redis stops answering everyone (keeping its data) while the writer writes.
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut conn = client.get_connection().expect("connection");
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(800)
+        .arg("ALL")
+        .query(&mut conn)
+        .expect("pause");
+    let paused_at = Instant::now();
+    writer
+        .create(Uuid::new_v4(), "view", "2026-10-15T12:00:00Z", None)
+        .await;
+    assert_eq!(writer.state.cache.stats().pending_invalidations, 1);
+    tokio::time::sleep(Duration::from_millis(800).saturating_sub(paused_at.elapsed())).await;
+
+    // docs/cache.md: the other instance may serve the old entry for at most the breaker's
+    // cool-down plus one retry interval after Redis answers again.
+    let back = Instant::now();
+    loop {
+        let (_, seen) = events(&reader, &path).await;
+        if seen == 1 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_millis(2500),
+            "still stale {:?} after Redis returned",
+            back.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
