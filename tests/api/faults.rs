@@ -339,14 +339,7 @@ async fn a_write_whose_invalidation_failed_is_applied_before_the_cache_is_truste
     events(&app, &path).await;
     assert_eq!(events(&app, &path).await, ("HIT".into(), 0));
     // Freeze Redis (it keeps its data) while a write happens: the invalidation cannot land.
-    let client = redis::Client::open(redis.url()).expect("url");
-    let mut conn = client.get_connection().expect("connection");
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1500)
-        .arg("ALL")
-        .query(&mut conn)
-        .expect("pause");
+    redis.pause(Duration::from_millis(1500));
     app.create(Uuid::new_v4(), "view", "2026-10-15T12:00:00Z", None)
         .await;
     assert_eq!(
@@ -495,14 +488,7 @@ async fn another_instance_reflects_a_write_whose_invalidation_failed_within_the_
     assert_eq!(events(&reader, &path).await, ("HIT".into(), 0));
 
     // Redis stops answering everyone (keeping its data) while the writer writes.
-    let client = redis::Client::open(redis.url()).expect("url");
-    let mut conn = client.get_connection().expect("connection");
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(800)
-        .arg("ALL")
-        .query(&mut conn)
-        .expect("pause");
+    redis.pause(Duration::from_millis(800));
     let paused_at = Instant::now();
     writer
         .create(Uuid::new_v4(), "view", "2026-10-15T12:00:00Z", None)

@@ -484,6 +484,18 @@ impl OwnRedis {
         panic!("own redis-server did not start on port {}", self.port);
     }
 
+    /// Makes the server stop answering every client for `length`, keeping its data.
+    pub fn pause(&self, length: Duration) {
+        let client = redis::Client::open(self.url()).expect("url");
+        let mut conn = client.get_connection().expect("connection");
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(length.as_millis() as u64)
+            .arg("ALL")
+            .query(&mut conn)
+            .expect("pause");
+    }
+
     /// Kills the server at once, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
