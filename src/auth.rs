@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -107,17 +107,16 @@ impl KeyStore {
     }
 
     /// Unknown tokens are not remembered, so a key created a moment ago works at once.
-    pub async fn role_for(&self, token: &str) -> Result<Option<Role>, sqlx::Error> {
-        let hash = hash_token(token);
-        if let Some(role) = self.known.get(&hash).await {
+    pub async fn role_for(&self, token_hash: &[u8; 32]) -> Result<Option<Role>, sqlx::Error> {
+        if let Some(role) = self.known.get(token_hash).await {
             return Ok(Some(role));
         }
-        let role = db::keys::find_active_role(&self.pool, &hash)
+        let role = db::keys::find_active_role(&self.pool, token_hash)
             .await?
             .as_deref()
             .and_then(Role::parse);
         if let Some(role) = role {
-            self.known.insert(hash, role).await;
+            self.known.insert(*token_hash, role).await;
         }
         Ok(role)
     }
@@ -148,11 +147,12 @@ pub struct Authorized<R: MinRole> {
     _role: PhantomData<R>,
 }
 
-fn bearer_token(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl<R: MinRole> FromRequest for Authorized<R> {
@@ -160,21 +160,24 @@ impl<R: MinRole> FromRequest for Authorized<R> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer_token(req);
+        let principal = bearer_token(req.headers()).map(hash_token);
         let keys = req
             .app_data::<web::Data<AppState>>()
             .map(|s| s.keys.clone());
         Box::pin(async move {
-            let (Some(token), Some(keys)) = (token, keys) else {
+            let (Some(principal), Some(keys)) = (principal, keys) else {
                 return Err(ApiError::Unauthorized);
             };
-            let role = keys.role_for(&token).await?.ok_or(ApiError::Unauthorized)?;
+            let role = keys
+                .role_for(&principal)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
             if role < R::ROLE {
                 return Err(ApiError::Forbidden);
             }
             Ok(Self {
                 role,
-                principal: hash_token(&token),
+                principal,
                 _role: PhantomData,
             })
         })

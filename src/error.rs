@@ -57,6 +57,11 @@ pub enum ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Serializes a response body; failing to is the server's own fault.
+pub fn to_json(value: &impl Serialize) -> ApiResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))
+}
+
 impl ApiError {
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])

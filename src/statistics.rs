@@ -5,21 +5,16 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::cache::{CacheKey, CacheStatus, Endpoint, Freshness, Payload};
 use crate::db;
 use crate::domain::stats_query::{ActiveUsersDay, StatsParams};
 use crate::domain::{Action, Bucket, StatsQuery, TopUsersLimit};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, to_json};
 use crate::startup::AppState;
 
 pub type Answer = (Arc<Payload>, CacheStatus);
-
-fn to_json(value: &impl Serialize) -> ApiResult<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))
-}
 
 pub async fn summary(state: &AppState, q: StatsQuery, freshness: Freshness) -> ApiResult<Answer> {
     let key = CacheKey::new(

@@ -259,15 +259,13 @@ impl Cache {
         }
         let entry_key = key.entry_key(&self.prefix);
         if freshness == Freshness::AcceptCached {
-            match self.bounded("get", self.backend_get(&entry_key)).await {
-                Ok(Some(raw)) => {
-                    if let Some(payload) = Payload::decode(raw) {
-                        self.metrics
-                            .cache_hits
-                            .get_or_create(&EndpointLabels { endpoint })
-                            .inc();
-                        return Ok((Arc::new(payload), CacheStatus::Hit));
-                    }
+            match self.cached(&entry_key).await {
+                Ok(Some(payload)) => {
+                    self.metrics
+                        .cache_hits
+                        .get_or_create(&EndpointLabels { endpoint })
+                        .inc();
+                    return Ok((Arc::new(payload), CacheStatus::Hit));
                 }
                 Ok(None) => {}
                 Err(_) => return self.bypass(endpoint, compute).await,
@@ -292,11 +290,10 @@ impl Cache {
             .run(flight_key, || async {
                 // A request that missed just before the previous flight stored its answer
                 // finds it here instead of computing it a second time.
-                if freshness == Freshness::AcceptCached {
-                    let found = self.bounded("get", self.backend_get(&entry_key)).await;
-                    if let Ok(Some(payload)) = found.map(|raw| raw.and_then(Payload::decode)) {
-                        return Ok((Arc::new(payload), CacheStatus::Hit));
-                    }
+                if freshness == Freshness::AcceptCached
+                    && let Ok(Some(payload)) = self.cached(&entry_key).await
+                {
+                    return Ok((Arc::new(payload), CacheStatus::Hit));
                 }
                 let payload = self
                     .timed_compute(endpoint, compute)
@@ -574,6 +571,12 @@ impl Cache {
             }
         }
         result
+    }
+
+    /// The stored answer under `entry_key`; an undecodable value counts as absent.
+    async fn cached(&self, entry_key: &str) -> Result<Option<Payload>, CacheError> {
+        let raw = self.bounded("get", self.backend_get(entry_key)).await?;
+        Ok(raw.and_then(Payload::decode))
     }
 
     async fn backend_get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {

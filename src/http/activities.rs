@@ -16,7 +16,7 @@ use crate::cache::Touch;
 use crate::db;
 use crate::domain::pagination::ListActivitiesParams;
 use crate::domain::{Activity, ActivityPatch, Cursor, ListActivitiesQuery, NewActivity};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult, FieldError, to_json};
 use crate::startup::AppState;
 
 pub const MAX_BATCH: usize = 5000;
@@ -108,10 +108,6 @@ pub async fn create_activity(
 
 fn location(a: &Activity) -> String {
     format!("/api/v1/activities/{}", a.id)
-}
-
-fn to_json(value: &impl Serialize) -> ApiResult<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

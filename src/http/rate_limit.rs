@@ -9,13 +9,12 @@ use std::num::NonZeroU32;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use sha2::{Digest, Sha256};
 
+use crate::auth::{bearer_token, hash_token};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -54,15 +53,8 @@ impl RateLimiter {
 }
 
 fn client_of(req: &ServiceRequest) -> Client {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
-        .map(|(_, token)| token.trim());
-    match (token, req.peer_addr()) {
-        (Some(token), _) => Client::Key(Sha256::digest(token.as_bytes()).into()),
+    match (bearer_token(req.headers()), req.peer_addr()) {
+        (Some(token), _) => Client::Key(hash_token(token)),
         (None, Some(addr)) => Client::Address(addr.ip()),
         (None, None) => Client::Address(IpAddr::from([0, 0, 0, 0])),
     }
