@@ -6,15 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{AppOptions, Backend, TestApp, header, spawn_app, spawn_app_with};
-
-async fn app_with(backend: Backend) -> TestApp {
-    spawn_app_with(AppOptions {
-        backend,
-        ..AppOptions::default()
-    })
-    .await
-}
+use crate::helpers::{Backend, TestApp, header, spawn_app, spawn_app_on};
 
 /// Every statistics endpoint over October 2026, for one user's profile.
 fn all_endpoints(user: Uuid) -> Vec<String> {
@@ -31,7 +23,7 @@ fn all_endpoints(user: Uuid) -> Vec<String> {
 #[tokio::test]
 async fn a_repeated_request_is_a_hit_with_the_same_answer() {
     for backend in Backend::all() {
-        let app = app_with(backend.clone()).await;
+        let app = spawn_app_on(backend.clone()).await;
         app.create(Uuid::new_v4(), "view", "2026-10-05T10:00:00Z", None)
             .await;
         for path in all_endpoints(Uuid::new_v4()) {
@@ -108,7 +100,7 @@ async fn warm(app: &TestApp, user: Uuid) {
 #[tokio::test]
 async fn every_kind_of_write_is_reflected_by_the_next_read() {
     for backend in Backend::all() {
-        let app = app_with(backend.clone()).await;
+        let app = spawn_app_on(backend.clone()).await;
         let user = Uuid::new_v4();
         let first = app
             .create(user, "view", "2026-10-20T10:00:00Z", Some(2.0))
@@ -166,7 +158,7 @@ async fn every_kind_of_write_is_reflected_by_the_next_read() {
 #[tokio::test]
 async fn a_write_keeps_entries_it_cannot_change() {
     for backend in Backend::all() {
-        let app = app_with(backend.clone()).await;
+        let app = spawn_app_on(backend.clone()).await;
         let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
         let written = app
             .create(alice, "view", "2026-10-11T12:00:00Z", None)
@@ -363,7 +355,7 @@ async fn clearing_the_cache_removes_only_keys_under_the_prefix() {
 #[tokio::test]
 async fn prewarm_fills_the_default_dashboard_entries() {
     for backend in Backend::all() {
-        let app = app_with(backend.clone()).await;
+        let app = spawn_app_on(backend.clone()).await;
         let response = app
             .send(Method::POST, "/api/v1/cache/prewarm", &app.admin_token, &[])
             .await;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::helpers::{
     AppOptions, Backend, FaultyProxy, OwnRedis, TestApp, TestDatabase, assert_problem, header,
-    spawn_app, spawn_app_with,
+    spawn_app, spawn_app_on, spawn_app_with,
 };
 
 const RANGE: &str = "from=2026-10-01&to=2026-11-01";
@@ -26,13 +26,7 @@ async fn events(app: &TestApp, path: &str) -> (String, i64) {
 /// Several writers and readers at once: every reader notes how many writes had been
 /// acknowledged before it sent its request, and its answer may never count fewer.
 async fn check_read_your_writes(backend: Backend) {
-    let app = Arc::new(
-        spawn_app_with(AppOptions {
-            backend: backend.clone(),
-            ..AppOptions::default()
-        })
-        .await,
-    );
+    let app = Arc::new(spawn_app_on(backend.clone()).await);
     let user = Uuid::new_v4();
     let acked = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -130,13 +124,7 @@ fn pause_before_store_once() -> (StoreHook, oneshot::Receiver<()>, oneshot::Send
 #[tokio::test]
 async fn a_result_computed_before_a_write_is_never_stored_over_its_invalidation() {
     for backend in Backend::all() {
-        let app = Arc::new(
-            spawn_app_with(AppOptions {
-                backend: backend.clone(),
-                ..AppOptions::default()
-            })
-            .await,
-        );
+        let app = Arc::new(spawn_app_on(backend.clone()).await);
         let path = format!("summary?{RANGE}");
         let (hook, computed, release) = pause_before_store_once();
         app.state.cache.set_before_store_hook(Some(hook));
@@ -175,13 +163,7 @@ async fn a_result_computed_before_a_write_is_never_stored_over_its_invalidation(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_identical_concurrent_misses_run_the_query_once() {
     for backend in Backend::all() {
-        let app = Arc::new(
-            spawn_app_with(AppOptions {
-                backend: backend.clone(),
-                ..AppOptions::default()
-            })
-            .await,
-        );
+        let app = Arc::new(spawn_app_on(backend.clone()).await);
         // Hold the first computation open long enough for every request to arrive.
         let hook: StoreHook = Arc::new(|| Box::pin(tokio::time::sleep(Duration::from_millis(300))));
         app.state.cache.set_before_store_hook(Some(hook));

@@ -173,6 +173,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
+/// An app on the given cache backend, otherwise with the defaults.
+pub async fn spawn_app_on(backend: Backend) -> TestApp {
+    spawn_app_with(AppOptions {
+        backend,
+        ..AppOptions::default()
+    })
+    .await
+}
+
 pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
     let database = match options.database.clone() {
         Some(db) => db,
