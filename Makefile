@@ -1,7 +1,7 @@
 # The commands a person wants. `make run` and `make test` are all a newcomer needs.
 SHELL := /bin/bash
 CARGO ?= cargo
-BIN := ./target/release/analytics
+BIN := $(or $(CARGO_TARGET_DIR),./target)/release/analytics
 
 .PHONY: run test test-e2e lint fmt migrate services seed prewarm bench fuzz build release clean
 

@@ -13,7 +13,7 @@ connections=${BENCH_CONNECTIONS:-32}
 export DATABASE_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/analytics_bench}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379} CACHE_PREFIX="bench-$$" APP_ADDR=127.0.0.1:0
 export RATE_LIMIT_PER_SECOND=10000000 RATE_LIMIT_BURST=10000000 CACHE_TTL_SECONDS=3600 RUST_LOG=warn
-bin=target/release/analytics
+bin=${CARGO_TARGET_DIR:-target}/release/analytics
 "$bin" migrate
 have=$(psql -tA -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "select count(*) from activities")
 if [ "$have" -lt "$events" ]; then

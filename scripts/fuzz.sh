@@ -16,7 +16,7 @@ db="analytics_fuzz_$$"
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
 export REDIS_URL=redis://127.0.0.1:6379 CACHE_PREFIX="fuzz-$$" APP_ADDR=127.0.0.1:0
 export RATE_LIMIT_PER_SECOND=100000 RATE_LIMIT_BURST=100000 RUST_LOG=warn
-bin=target/debug/analytics
+bin=${CARGO_TARGET_DIR:-target}/debug/analytics
 # --all-targets: the same feature set as `make test`, so after it this builds nothing.
 cargo build --quiet --all-targets
 cleanup() {
