@@ -11,4 +11,4 @@ pub use action::Action;
 pub use activity::{Activity, ActivityPatch, NewActivity};
 pub use pagination::{Cursor, ListActivitiesQuery};
 pub use stats_query::{Bucket, StatsQuery, TopUsersLimit};
-pub use time_range::{TimeRange, parse_instant};
+pub use time_range::{DaySplit, TimeRange, parse_instant};

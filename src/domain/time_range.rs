@@ -32,6 +32,32 @@ pub fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
         .and_utc()
 }
 
+/// A range cut at UTC midnights. `[whole_from, whole_to)` is made of whole UTC days, which the
+/// statistics read from the daily rollups; `[from, whole_from)` and `[whole_to, to)` are the
+/// partial days at the edges, read from `activities`. With no whole day inside the range,
+/// `whole_from = whole_to = to` and the first edge is the whole range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaySplit {
+    pub whole_from: DateTime<Utc>,
+    pub whole_to: DateTime<Utc>,
+}
+
+impl DaySplit {
+    /// The whole days as dates, `[first, end)`; empty when there are none.
+    pub fn days(&self) -> (NaiveDate, NaiveDate) {
+        (self.whole_from.date_naive(), self.whole_to.date_naive())
+    }
+}
+
+fn midnight_at_or_after(t: DateTime<Utc>) -> DateTime<Utc> {
+    let midnight = t.date_naive().and_time(NaiveTime::MIN).and_utc();
+    if midnight == t {
+        t
+    } else {
+        next_utc_midnight(t)
+    }
+}
+
 impl TimeRange {
     /// Builds a range from optional `from`/`to` parameters with the contract's defaults:
     /// `to` = the next UTC midnight, `from` = `to` minus 30 days.
@@ -76,6 +102,23 @@ impl TimeRange {
         self.to
     }
 
+    /// The range cut at UTC midnights: the whole days inside it and the partial days at its ends.
+    pub fn split_days(&self) -> DaySplit {
+        let first = midnight_at_or_after(self.from);
+        let end = self.to.date_naive().and_time(NaiveTime::MIN).and_utc();
+        if first >= end {
+            // No whole day inside: everything is edge, read from the activities themselves.
+            return DaySplit {
+                whole_from: self.to,
+                whole_to: self.to,
+            };
+        }
+        DaySplit {
+            whole_from: first,
+            whole_to: end,
+        }
+    }
+
     /// Every UTC date that overlaps the range.
     pub fn days(&self) -> impl Iterator<Item = NaiveDate> {
         let first = self.from.date_naive();
@@ -114,6 +157,43 @@ mod tests {
         }
         assert!(TimeRange::parse(Some("2025-01-01"), Some("2026-01-02"), now).is_ok());
         assert!(TimeRange::parse(Some("yesterday"), None, now).is_err());
+    }
+
+    #[test]
+    fn splits_whole_days_from_partial_edges() {
+        let cases = [
+            // (from, to, whole_from, whole_to)
+            ("2026-11-01", "2026-11-03", "2026-11-01", "2026-11-03"),
+            (
+                "2026-11-01T12:00:00Z",
+                "2026-11-03T06:00:00Z",
+                "2026-11-02",
+                "2026-11-03",
+            ),
+            // Less than a whole day, or a day-long range across midnight: all edge.
+            (
+                "2026-11-01T12:00:00Z",
+                "2026-11-01T13:00:00Z",
+                "2026-11-01T13:00:00Z",
+                "2026-11-01T13:00:00Z",
+            ),
+            (
+                "2026-11-01T12:00:00Z",
+                "2026-11-02T12:00:00Z",
+                "2026-11-02T12:00:00Z",
+                "2026-11-02T12:00:00Z",
+            ),
+        ];
+        for (from, to, whole_from, whole_to) in cases {
+            let split = TimeRange::new(at(from), at(to))
+                .expect("valid")
+                .split_days();
+            assert_eq!(
+                (split.whole_from, split.whole_to),
+                (at(whole_from), at(whole_to)),
+                "{from}..{to}"
+            );
+        }
     }
 
     #[test]

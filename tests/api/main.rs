@@ -7,4 +7,5 @@ mod cache;
 mod contract;
 mod faults;
 mod helpers;
+mod rollups;
 mod stats;

@@ -1,90 +1,14 @@
-//! The aggregate queries behind the statistics endpoints. Each answers exactly one endpoint
-//! and returns the JSON shape of the contract. Ranges are half-open `[from, to)`; buckets
-//! are computed on UTC wall-clock time so a day is a UTC day whatever the session time zone.
+//! Every statistic computed from the raw `activities` rows alone: the definition of what each
+//! endpoint answers. The rollup queries must give the same numbers (tests compare them after
+//! random writes); the hour buckets of a time series and a user's profile are served from here.
 
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::{ActiveUsers, Summary, Timeseries, TopUsers, UserStats, action};
 use crate::domain::stats_query::ActiveUsersDay;
 use crate::domain::{Bucket, StatsQuery, TopUsersLimit};
-
-#[derive(Debug, Serialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
-pub struct ActionCount {
-    pub action: String,
-    pub events: i64,
-    pub unique_users: i64,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Summary {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub events: i64,
-    pub unique_users: i64,
-    pub value_sum: f64,
-    pub avg_duration_ms: Option<f64>,
-    pub by_action: Vec<ActionCount>,
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Point {
-    pub start: DateTime<Utc>,
-    pub events: i64,
-    pub unique_users: i64,
-    pub value_sum: f64,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Timeseries {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    #[schema(value_type = String, examples("day"))]
-    pub bucket: &'static str,
-    pub points: Vec<Point>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ActiveUsers {
-    pub date: NaiveDate,
-    pub dau: i64,
-    pub wau: i64,
-    pub mau: i64,
-    pub stickiness: f64,
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct TopUser {
-    pub user_id: Uuid,
-    pub events: i64,
-    pub value_sum: f64,
-    pub last_seen: DateTime<Utc>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TopUsers {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub items: Vec<TopUser>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UserStats {
-    pub user_id: Uuid,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub events: i64,
-    pub value_sum: f64,
-    pub first_seen: Option<DateTime<Utc>>,
-    pub last_seen: Option<DateTime<Utc>>,
-    pub active_days: i64,
-    pub by_action: Vec<ActionCount>,
-}
-
-fn action(q: &StatsQuery) -> Option<&str> {
-    q.action.as_ref().map(|a| a.as_str())
-}
 
 pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
     let (events, unique_users, value_sum, avg_duration_ms): (i64, i64, f64, Option<f64>) = sqlx::query_as(
@@ -102,7 +26,7 @@ pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
          from activities
          where occurred_at >= $1 and occurred_at < $2 and ($3::text is null or action = $3)
          group by action
-         order by events desc, action",
+         order by events desc, action collate \"C\"",
     )
     .bind(q.range.from())
     .bind(q.range.to())
@@ -180,18 +104,7 @@ pub async fn active_users(
     .bind(action)
     .fetch_one(db)
     .await?;
-    let stickiness = if mau == 0 {
-        0.0
-    } else {
-        dau as f64 / mau as f64
-    };
-    Ok(ActiveUsers {
-        date: day.0,
-        dau,
-        wau,
-        mau,
-        stickiness,
-    })
+    Ok(ActiveUsers::new(day, dau, wau, mau))
 }
 
 pub async fn top_users(
@@ -239,7 +152,7 @@ pub async fn user_stats(db: &PgPool, user_id: Uuid, q: &StatsQuery) -> sqlx::Res
          from activities
          where user_id = $1 and occurred_at >= $2 and occurred_at < $3 and ($4::text is null or action = $4)
          group by action
-         order by events desc, action",
+         order by events desc, action collate \"C\"",
     )
     .bind(user_id)
     .bind(q.range.from())

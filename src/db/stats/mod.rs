@@ -1,0 +1,121 @@
+//! The aggregate queries behind the statistics endpoints, and the JSON shapes they answer with.
+//!
+//! Each endpoint has its own module that reads the rollups (migration 4, docs/rollups.md): whole
+//! UTC days come from a few small rows kept exact by triggers, and only the partial days at the
+//! edges of a range come from `activities`. `reference` computes every statistic from the raw rows
+//! alone; it is the definition the rollup queries must equal, and tests hold them to it.
+//! Ranges are half-open `[from, to)`; buckets are UTC.
+
+mod active_users;
+pub mod reference;
+mod summary;
+mod timeseries;
+mod top_users;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use active_users::active_users;
+/// A user's profile reads that user's own rows through the `(user_id, occurred_at)` index, so
+/// it needs no rollup.
+pub use reference::user_stats;
+pub use summary::summary;
+pub use timeseries::timeseries;
+pub use top_users::top_users;
+
+use crate::domain::StatsQuery;
+use crate::domain::stats_query::ActiveUsersDay;
+
+#[derive(Debug, Serialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
+pub struct ActionCount {
+    pub action: String,
+    pub events: i64,
+    pub unique_users: i64,
+}
+
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Summary {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub events: i64,
+    pub unique_users: i64,
+    pub value_sum: f64,
+    pub avg_duration_ms: Option<f64>,
+    pub by_action: Vec<ActionCount>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
+pub struct Point {
+    pub start: DateTime<Utc>,
+    pub events: i64,
+    pub unique_users: i64,
+    pub value_sum: f64,
+}
+
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Timeseries {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    #[schema(value_type = String, examples("day"))]
+    pub bucket: &'static str,
+    pub points: Vec<Point>,
+}
+
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct ActiveUsers {
+    pub date: NaiveDate,
+    pub dau: i64,
+    pub wau: i64,
+    pub mau: i64,
+    pub stickiness: f64,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
+pub struct TopUser {
+    pub user_id: Uuid,
+    pub events: i64,
+    pub value_sum: f64,
+    pub last_seen: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct TopUsers {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub items: Vec<TopUser>,
+}
+
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct UserStats {
+    pub user_id: Uuid,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub events: i64,
+    pub value_sum: f64,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub active_days: i64,
+    pub by_action: Vec<ActionCount>,
+}
+
+impl ActiveUsers {
+    fn new(day: ActiveUsersDay, dau: i64, wau: i64, mau: i64) -> Self {
+        let stickiness = if mau == 0 {
+            0.0
+        } else {
+            dau as f64 / mau as f64
+        };
+        Self {
+            date: day.0,
+            dau,
+            wau,
+            mau,
+            stickiness,
+        }
+    }
+}
+
+fn action(q: &StatsQuery) -> Option<&str> {
+    q.action.as_ref().map(|a| a.as_str())
+}

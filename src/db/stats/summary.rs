@@ -1,0 +1,115 @@
+//! Summary from the rollups: totals per action from `activity_daily`, distinct users from the
+//! OR of the day bitmaps, and the partial edge days from `activities`.
+
+use sqlx::PgPool;
+
+use super::{ActionCount, Summary, action};
+use crate::domain::StatsQuery;
+
+/// One row per action, then one row with a null action for the whole range.
+#[derive(sqlx::FromRow)]
+struct Row {
+    action: Option<String>,
+    events: i64,
+    unique_users: i64,
+    value_sum: f64,
+    avg_duration_ms: Option<f64>,
+}
+
+// `edge` is materialised so the partial days are scanned once. A user seen in an edge counts
+// once more only if its bit is not already set in the bitmap of the whole days.
+const SQL: &str = "
+with edge as materialized (
+    select e.user_id, e.action, e.value, e.duration_ms, u.ordinal
+    from activities e join activity_users u using (user_id)
+    where ((e.occurred_at >= $1 and e.occurred_at < $3) or (e.occurred_at >= $4 and e.occurred_at < $2))
+      and ($5::text is null or e.action = $5)
+), totals as (
+    select action, sum(events)::int8 as events, sum(value_sum) as value_sum,
+           sum(duration_sum) as duration_sum, sum(duration_count) as duration_count
+    from (
+        select action, events, value_sum, duration_sum, duration_count
+        from activity_daily
+        where day >= $6 and day < $7 and ($5::text is null or action = $5)
+        union all
+        select action, count(*), coalesce(sum(value::numeric), 0), coalesce(sum(duration_ms), 0),
+               count(duration_ms)
+        from edge group by action
+    ) t
+    group by action
+    having sum(events) > 0
+), bitmaps as (
+    select action, chunk, bit_or(users) as users
+    from activity_day_users
+    where day >= $6 and day < $7 and ($5::text is null or action = $5)
+    group by action, chunk
+), all_bitmaps as (
+    select chunk, bit_or(users) as users from bitmaps group by chunk
+), action_users as (
+    select action, sum(n)::int8 as n from (
+        select action, bit_count(users) as n from bitmaps
+        union all
+        select e.action, count(distinct e.user_id)
+        from edge e left join bitmaps b on b.action = e.action and b.chunk = e.ordinal / 8192
+        where b.users is null or get_bit(b.users, e.ordinal % 8192) = 0
+        group by e.action
+    ) t group by action
+), all_users as (
+    select coalesce((select sum(bit_count(users)) from all_bitmaps), 0)::int8
+         + (select count(distinct e.user_id)
+            from edge e left join all_bitmaps b on b.chunk = e.ordinal / 8192
+            where b.users is null or get_bit(b.users, e.ordinal % 8192) = 0) as n
+)
+select t.action, t.events, coalesce(a.n, 0) as unique_users, t.value_sum::float8 as value_sum,
+       (t.duration_sum / nullif(t.duration_count, 0))::float8 as avg_duration_ms
+from totals t left join action_users a using (action)
+union all
+select null, coalesce(sum(events), 0)::int8, (select n from all_users),
+       coalesce(sum(value_sum), 0)::float8,
+       (sum(duration_sum) / nullif(sum(duration_count), 0))::float8
+from totals";
+
+pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
+    let split = q.range.split_days();
+    let (first_day, end_day) = split.days();
+    let rows: Vec<Row> = sqlx::query_as(SQL)
+        .bind(q.range.from())
+        .bind(q.range.to())
+        .bind(split.whole_from)
+        .bind(split.whole_to)
+        .bind(action(q))
+        .bind(first_day)
+        .bind(end_day)
+        .fetch_all(db)
+        .await?;
+    let mut summary = Summary {
+        from: q.range.from(),
+        to: q.range.to(),
+        events: 0,
+        unique_users: 0,
+        value_sum: 0.0,
+        avg_duration_ms: None,
+        by_action: Vec::with_capacity(rows.len()),
+    };
+    for row in rows {
+        match row.action {
+            Some(action) => summary.by_action.push(ActionCount {
+                action,
+                events: row.events,
+                unique_users: row.unique_users,
+            }),
+            None => {
+                summary.events = row.events;
+                summary.unique_users = row.unique_users;
+                summary.value_sum = row.value_sum;
+                summary.avg_duration_ms = row.avg_duration_ms;
+            }
+        }
+    }
+    summary.by_action.sort_by(|a, b| {
+        b.events
+            .cmp(&a.events)
+            .then_with(|| a.action.cmp(&b.action))
+    });
+    Ok(summary)
+}
