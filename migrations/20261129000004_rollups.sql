@@ -221,8 +221,9 @@ create trigger activities_rollups_delete after delete on activities
 create trigger activities_rollups_truncate after truncate on activities
     for each statement execute function activity_rollups_on_truncate();
 
--- Recomputes every rollup of the UTC days [first_day, last_day] from `activities`. The caller
--- must keep writers out (seed locks the table) or the rebuilt days could miss a concurrent write.
+-- Recomputes every rollup of the UTC days [first_day, last_day] from `activities`, with one scan
+-- of the activities into a temporary table that every rollup is then derived from. The caller
+-- must keep writers out (seed locks the table) or a rebuilt day could miss a concurrent write.
 create function activity_rollups_rebuild(first_day date, last_day date) returns void
 language plpgsql as $$
 declare
@@ -234,34 +235,42 @@ begin
     delete from activity_user_action_daily where day between first_day and last_day;
     delete from activity_day_users where day between first_day and last_day;
 
-    insert into activity_users (user_id)
-    select distinct a.user_id from activities a
-    where a.occurred_at >= lo and a.occurred_at < hi
-      and not exists (select 1 from activity_users u where u.user_id = a.user_id)
-    order by 1
-    on conflict do nothing;
-
-    insert into activity_user_action_daily (day, user_id, action, events, value_sum)
-    select (occurred_at at time zone 'UTC')::date, user_id, action, count(*), coalesce(sum(value::numeric), 0)
+    drop table if exists pg_temp.activity_rollups_rebuilt;
+    create temporary table activity_rollups_rebuilt on commit drop as
+    select (occurred_at at time zone 'UTC')::date as day, user_id, action, count(*) as events,
+           coalesce(sum(value::numeric), 0) as value_sum, coalesce(sum(duration_ms), 0) as duration_sum,
+           count(duration_ms) as duration_count
     from activities where occurred_at >= lo and occurred_at < hi
     group by 1, 2, 3;
 
+    insert into activity_users (user_id)
+    select distinct r.user_id from activity_rollups_rebuilt r
+    where not exists (select 1 from activity_users u where u.user_id = r.user_id)
+    order by 1
+    on conflict do nothing;
+
+    -- Inserted in key order: appending to the primary-key index is much cheaper than scattering.
+    insert into activity_user_action_daily (day, user_id, action, events, value_sum)
+    select day, user_id, action, events, value_sum from activity_rollups_rebuilt
+    order by user_id, action, day;
+
     insert into activity_daily (day, action, events, value_sum, duration_sum, duration_count)
-    select (occurred_at at time zone 'UTC')::date, action, count(*), coalesce(sum(value::numeric), 0),
-           coalesce(sum(duration_ms), 0), count(duration_ms)
-    from activities where occurred_at >= lo and occurred_at < hi
+    select day, action, sum(events), sum(value_sum), sum(duration_sum), sum(duration_count)
+    from activity_rollups_rebuilt
     group by 1, 2;
 
     insert into activity_user_daily (day, user_id, events, value_sum)
     select day, user_id, sum(events), sum(value_sum)
-    from activity_user_action_daily where day between first_day and last_day
-    group by 1, 2;
+    from activity_rollups_rebuilt
+    group by 1, 2
+    order by 2, 1;
 
     insert into activity_day_users (day, action, chunk, users)
     select r.day, r.action, u.ordinal / 8192, bit_or(set_bit(B'0'::bit(8192), u.ordinal % 8192, 1))
-    from activity_user_action_daily r join activity_users u using (user_id)
-    where r.day between first_day and last_day
+    from activity_rollups_rebuilt r join activity_users u using (user_id)
     group by 1, 2, 3;
+
+    drop table activity_rollups_rebuilt;
 end
 $$;
 
