@@ -14,16 +14,6 @@ use uuid::Uuid;
 use super::{TopUser, TopUsers, action};
 use crate::domain::{StatsQuery, TopUsersLimit};
 
-/// The per-day rollup a query reads: all actions together, or the one in `$5`.
-macro_rules! rollup {
-    (all, $rest:literal) => {
-        concat!("activity_user_daily r where true", $rest)
-    };
-    (one, $rest:literal) => {
-        concat!("activity_user_action_daily r where r.action = $5", $rest)
-    };
-}
-
 /// The `$1` heaviest users of each whole day in `[$2, $3)` (of action `$4`), through the
 /// `(day, [action,] events desc)` index: one short index scan per day.
 const HEADS_ALL: &str = "
@@ -47,24 +37,23 @@ cross join lateral (
 ) h
 order by d.day, h.events desc";
 
-/// Totals over the range of the users in `$8` (or of everyone), heaviest first, with the time of
-/// each one's last event in the range.
+/// Totals over the range, heaviest first, with the time of each one's last event in the range.
+/// `$rows` reads the whole days of the users in `$8` (or of everyone, `$8` null) from a rollup;
+/// `$edge` limits the partial edge days to the same users.
 macro_rules! totals_sql {
-    ($which:tt, $users:literal) => {
+    ($rows:literal, $edge:literal) => {
         concat!(
             "with totals as (
                  select user_id, sum(events)::int8 as events, sum(value_sum) as value_sum
-                 from (
-                     select r.user_id, r.events, r.value_sum from ",
-            rollup!($which, " and r.day >= $6 and r.day < $7"),
-            $users,
+                 from (",
+            $rows,
             "
                      union all
                      select a.user_id, count(*), coalesce(sum(a.value::numeric), 0)
                      from activities a
                      where ((a.occurred_at >= $1 and a.occurred_at < $3) or (a.occurred_at >= $4 and a.occurred_at < $2))
                        and ($5::text is null or a.action = $5)",
-            $users,
+            $edge,
             "
                      group by a.user_id
                  ) t
@@ -81,6 +70,32 @@ macro_rules! totals_sql {
         )
     };
 }
+
+// Candidates are joined from an array so each one is an index lookup on the rollup's
+// (user_id, ...) primary key; a filter `user_id = any($8)` invites a scan of every row.
+const CANDIDATES_ALL: &str = totals_sql!(
+    "select r.user_id, r.events, r.value_sum
+     from unnest($8::uuid[]) c(user_id)
+     join activity_user_daily r on r.user_id = c.user_id and r.day >= $6 and r.day < $7",
+    " and a.user_id = any($8)"
+);
+const CANDIDATES_ONE: &str = totals_sql!(
+    "select r.user_id, r.events, r.value_sum
+     from unnest($8::uuid[]) c(user_id)
+     join activity_user_action_daily r
+       on r.user_id = c.user_id and r.action = $5 and r.day >= $6 and r.day < $7",
+    " and a.user_id = any($8)"
+);
+const EVERYONE_ALL: &str = totals_sql!(
+    "select r.user_id, r.events, r.value_sum from activity_user_daily r
+     where r.day >= $6 and r.day < $7 and $8::uuid[] is null",
+    ""
+);
+const EVERYONE_ONE: &str = totals_sql!(
+    "select r.user_id, r.events, r.value_sum from activity_user_action_daily r
+     where r.action = $5 and r.day >= $6 and r.day < $7 and $8::uuid[] is null",
+    ""
+);
 
 // The heaviest users of the partial edge days, read from `activities`.
 const EDGE_HEADS: &str = "
@@ -145,19 +160,22 @@ pub async fn top_users(
             .fetch_all(db)
     };
     let of_candidates = if q.action.is_some() {
-        totals_sql!(one, " and user_id = any($8)")
+        CANDIDATES_ONE
     } else {
-        totals_sql!(all, " and user_id = any($8)")
+        CANDIDATES_ALL
     };
+    // A heavy user heads most days: look each one up once.
+    candidates.users.sort_unstable();
+    candidates.users.dedup();
     let mut items = totals(of_candidates, Some(candidates.users)).await?;
     let settled = candidates.bound == 0
         || (items.len() as i64 == limit.0
             && items.last().is_some_and(|u| u.events > candidates.bound));
     if !settled {
         let everyone = if q.action.is_some() {
-            totals_sql!(one, " and $8::uuid[] is null")
+            EVERYONE_ONE
         } else {
-            totals_sql!(all, " and $8::uuid[] is null")
+            EVERYONE_ALL
         };
         items = totals(everyone, None).await?;
     }
