@@ -6,15 +6,19 @@
 -- Sums of `value` and `duration_ms` are numeric, not float8: a delete then subtracts exactly what
 -- the insert added, so rollups never drift however many writes they absorb.
 
--- Totals per UTC day and action (summary, timeseries).
+-- Totals per UTC day and action (summary, timeseries). Every write of today's page views would
+-- update the same row and wait for the previous writer to commit, so each connection writes its
+-- own slot (its backend pid modulo 64) and readers add the slots up: concurrent writers rarely
+-- meet, and a day has at most as many rows per action as there were writing connections.
 create table activity_daily (
     day             date not null,
     action          text not null,
+    slot            smallint not null default 0,
     events          bigint not null,
     value_sum       numeric not null,
     duration_sum    numeric not null,
     duration_count  bigint not null,
-    primary key (day, action)
+    primary key (day, action, slot)
 );
 
 -- Per user and UTC day, all actions together (top users without an action filter).
@@ -47,17 +51,27 @@ create table activity_users (
     ordinal  integer generated always as identity unique
 );
 
--- Which users did `action` on `day`: bit (ordinal % 8192) of chunk (ordinal / 8192). A distinct
--- count over a range is then the popcount of an OR of bitmaps: exact, and independent of the
--- number of events. 8192 bits keep a row at 1 KiB, small enough that Postgres neither compresses
--- it nor moves it out of line.
+-- Which users did `action` on `day`, as bitmaps of user ordinals. A distinct count over a range
+-- is the popcount of an OR of bitmaps: exact, and independent of the number of events.
+-- Users are striped over 64 bitmaps (ordinal % 64), so users who are new for the day at the same
+-- moment mostly set bits in different rows and do not wait for each other; each bitmap holds
+-- 1024 users of its stripe (128 bytes, never compressed or moved out of line).
 create table activity_day_users (
     day     date not null,
     action  text not null,
     chunk   integer not null,
-    users   bit(8192) not null,
+    users   bit(1024) not null,
     primary key (day, action, chunk)
 );
+
+-- Where a user's bit lives: the bitmap (chunk) and the position in it.
+create function activity_user_chunk(ordinal integer) returns integer
+language sql immutable parallel safe
+return ordinal % 64 + 64 * (ordinal / 65536);
+
+create function activity_user_bit(ordinal integer) returns integer
+language sql immutable parallel safe
+return (ordinal / 64) % 1024;
 
 -- One signed contribution of an activity row to the rollups: +1 for a row that appears, -1 for
 -- one that goes away (an update is both).
@@ -74,6 +88,8 @@ create type activity_delta as (
 -- so two transactions lock rollup rows in the same order and cannot deadlock on them.
 create function activity_rollups_apply(deltas activity_delta[]) returns void
 language plpgsql as $$
+declare
+    write_slot smallint := pg_backend_pid() % 64;
 begin
     -- Numbers for users seen for the first time. Only missing users are inserted, so the
     -- identity does not skip a value on every known user (holes would widen the bitmaps).
@@ -83,14 +99,14 @@ begin
     order by 1
     on conflict do nothing;
 
-    insert into activity_daily as t (day, action, events, value_sum, duration_sum, duration_count)
-    select (d.occurred_at at time zone 'UTC')::date, d.action, sum(d.sign),
+    insert into activity_daily as t (day, action, slot, events, value_sum, duration_sum, duration_count)
+    select (d.occurred_at at time zone 'UTC')::date, d.action, write_slot, sum(d.sign),
            coalesce(sum(d.sign * d.value::numeric), 0), coalesce(sum(d.sign * d.duration_ms), 0),
            count(d.duration_ms) filter (where d.sign > 0) - count(d.duration_ms) filter (where d.sign < 0)
     from unnest(deltas) d
     group by 1, 2
     order by 1, 2
-    on conflict (day, action) do update
+    on conflict (day, action, slot) do update
     set events = t.events + excluded.events,
         value_sum = t.value_sum + excluded.value_sum,
         duration_sum = t.duration_sum + excluded.duration_sum,
@@ -123,10 +139,10 @@ begin
         set events = t.events + excluded.events, value_sum = t.value_sum + excluded.value_sum
         returning t.day, t.user_id, t.action, t.events
     ), transitions as (
-        select c.day, c.action, u.ordinal / 8192 as chunk,
-               bit_or(set_bit(B'0'::bit(8192), u.ordinal % 8192, 1))
+        select c.day, c.action, activity_user_chunk(u.ordinal) as chunk,
+               bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1))
                    filter (where c.events > 0) as set_mask,
-               bit_or(set_bit(B'0'::bit(8192), u.ordinal % 8192, 1))
+               bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1))
                    filter (where c.events <= 0) as clear_mask
         from changed c
         join delta d using (day, user_id, action)
@@ -136,15 +152,18 @@ begin
         group by 1, 2, 3
     )
     insert into activity_day_users as b (day, action, chunk, users)
-    select day, action, chunk, coalesce(set_mask, B'0'::bit(8192)) from transitions
+    select day, action, chunk, coalesce(set_mask, B'0'::bit(1024)) from transitions
     order by 1, 2, 3
     on conflict (day, action, chunk) do update
     set users = (b.users & ~coalesce(
             (select t.clear_mask from transitions t
              where (t.day, t.action, t.chunk) = (excluded.day, excluded.action, excluded.chunk)),
-            B'0'::bit(8192)))
+            B'0'::bit(1024)))
         | excluded.users;
 
+    if not exists (select 1 from unnest(deltas) d where d.sign < 0) then
+        return;
+    end if;
     -- Rows whose events went to zero: they are already locked by the statements above.
     delete from activity_user_action_daily t
     using (select distinct d.user_id, d.action, (d.occurred_at at time zone 'UTC')::date as day
@@ -266,7 +285,7 @@ begin
     order by 2, 1;
 
     insert into activity_day_users (day, action, chunk, users)
-    select r.day, r.action, u.ordinal / 8192, bit_or(set_bit(B'0'::bit(8192), u.ordinal % 8192, 1))
+    select r.day, r.action, activity_user_chunk(u.ordinal), bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1))
     from activity_rollups_rebuilt r join activity_users u using (user_id)
     group by 1, 2, 3;
 

@@ -218,8 +218,12 @@ async fn rollup_tables(pool: &PgPool) -> Vec<String> {
     let mut out = Vec::new();
     for sql in [
         // trim_scale: 89.90 and 89.9 are the same sum, reached by different additions.
-        "select concat_ws(' ', day, action, events, trim_scale(value_sum), trim_scale(duration_sum), duration_count)
-         from activity_daily where events <> 0 or value_sum <> 0 or duration_count <> 0 order by day, action",
+        // Writers spread a day's totals over slots; a rebuild puts them in one.
+        "select concat_ws(' ', day, action, sum(events), trim_scale(sum(value_sum)),
+                          trim_scale(sum(duration_sum)), sum(duration_count))
+         from activity_daily group by day, action
+         having sum(events) <> 0 or sum(value_sum) <> 0 or sum(duration_count) <> 0
+         order by day, action",
         "select concat_ws(' ', day, user_id, events, trim_scale(value_sum))
          from activity_user_daily order by user_id, day",
         "select concat_ws(' ', day, user_id, action, events, trim_scale(value_sum))
