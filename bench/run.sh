@@ -54,7 +54,7 @@ run summary_hit -H "$auth" "$base/api/v1/stats/summary"
 run summary_miss -H "$auth" -H "Cache-Control: no-cache" "$base/api/v1/stats/summary"
 run timeseries_hit -H "$auth" "$base/api/v1/stats/timeseries?bucket=day"
 run top_users_hit -H "$auth" "$base/api/v1/stats/top-users"
-BODY_FILE="$tmp/one.json" run create -s bench/post.lua "$base/api/v1/activities"
+RANDOM_USERS=20000 BODY_FILE="$tmp/one.json" run create -s bench/post.lua "$base/api/v1/activities"
 BODY_FILE="$tmp/batch.json" run batch_1000 -s bench/post.lua -c 4 "$base/api/v1/activities/batch"
 
 # Cold aggregates: the database's own time for one uncached answer of each statistic.
