@@ -1,12 +1,16 @@
 //! The Redis backend. Reads are one `GET`; stores and invalidations are Lua scripts, so each
 //! is atomic with respect to the other (that atomicity is what makes "no stale set" hold).
 //!
-//! deadpool-redis establishes connections (with its timeouts); the hot path then shares one
+//! deadpool-redis establishes connections (with its timeouts); the hot path then shares a
 //! multiplexed connection, which pipelines concurrent commands over one socket instead of
-//! paying a pool checkout and a PING per request. Any error drops that connection so the next
+//! paying a pool checkout and a PING per request. Each worker thread has its own: a connection's
+//! I/O runs on the thread that opened it, and a command from another thread would cost two
+//! cross-thread wake-ups per round trip. Any error drops that thread's connection so its next
 //! operation dials a fresh one.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::MultiplexedConnection;
@@ -72,7 +76,7 @@ return deleted
 
 pub struct RedisBackend {
     pool: Pool,
-    shared: Mutex<Option<MultiplexedConnection>>,
+    per_thread: Mutex<HashMap<ThreadId, MultiplexedConnection>>,
     store_script: Script,
     invalidate_script: Script,
 }
@@ -95,14 +99,20 @@ impl RedisBackend {
             .map_err(|e| CacheError::Backend(e.to_string()))?;
         Ok(Self {
             pool,
-            shared: Mutex::new(None),
+            per_thread: Mutex::new(HashMap::new()),
             store_script: Script::new(STORE_SCRIPT),
             invalidate_script: Script::new(INVALIDATE_SCRIPT),
         })
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, CacheError> {
-        if let Some(conn) = self.shared.lock().ok().and_then(|c| c.clone()) {
+        let thread = std::thread::current().id();
+        if let Some(conn) = self
+            .per_thread
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&thread).cloned())
+        {
             return Ok(conn);
         }
         let pooled = self
@@ -111,8 +121,8 @@ impl RedisBackend {
             .await
             .map_err(|e| CacheError::Backend(e.to_string()))?;
         let conn = Connection::take(pooled);
-        if let Ok(mut shared) = self.shared.lock() {
-            *shared = Some(conn.clone());
+        if let Ok(mut per_thread) = self.per_thread.lock() {
+            per_thread.insert(thread, conn.clone());
         }
         Ok(conn)
     }
@@ -125,8 +135,8 @@ impl RedisBackend {
     {
         let conn = self.connection().await?;
         op(conn).await.map_err(|e| {
-            if let Ok(mut shared) = self.shared.lock() {
-                *shared = None;
+            if let Ok(mut per_thread) = self.per_thread.lock() {
+                per_thread.remove(&std::thread::current().id());
             }
             CacheError::Backend(e.to_string())
         })
