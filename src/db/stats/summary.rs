@@ -50,15 +50,15 @@ with edge as materialized (
         select action, bit_count(users) as n from bitmaps
         union all
         select e.action, count(distinct e.user_id)
-        from edge e left join bitmaps b on b.action = e.action and b.chunk = e.ordinal / 8192
-        where b.users is null or get_bit(b.users, e.ordinal % 8192) = 0
+        from edge e left join bitmaps b on b.action = e.action and b.chunk = activity_user_chunk(e.ordinal)
+        where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0
         group by e.action
     ) t group by action
 ), all_users as (
     select coalesce((select sum(bit_count(users)) from all_bitmaps), 0)::int8
          + (select count(distinct e.user_id)
-            from edge e left join all_bitmaps b on b.chunk = e.ordinal / 8192
-            where b.users is null or get_bit(b.users, e.ordinal % 8192) = 0) as n
+            from edge e left join all_bitmaps b on b.chunk = activity_user_chunk(e.ordinal)
+            where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0) as n
 )
 select t.action, t.events, coalesce(a.n, 0) as unique_users, t.value_sum::float8 as value_sum,
        (t.duration_sum / nullif(t.duration_count, 0))::float8 as avg_duration_ms

@@ -41,8 +41,8 @@ with buckets as (
         select start, bit_count(users) as n from bitmaps
         union all
         select e.start, count(distinct e.user_id)
-        from edge e left join bitmaps b on b.start = e.start and b.chunk = e.ordinal / 8192
-        where b.users is null or get_bit(b.users, e.ordinal % 8192) = 0
+        from edge e left join bitmaps b on b.start = e.start and b.chunk = activity_user_chunk(e.ordinal)
+        where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0
         group by e.start
     ) t group by start
 )
