@@ -254,8 +254,10 @@ impl Cache {
         Fut: Future<Output = ApiResult<Vec<u8>>>,
     {
         let endpoint = key.endpoint.as_str();
+        // The miss and bypass paths hold the aggregate query's future, many kilobytes; boxed,
+        // they keep the future of a HIT small, and a HIT no longer copies them around.
         if !self.ready_for_reads().await {
-            return self.bypass(endpoint, compute).await;
+            return Box::pin(self.bypass(endpoint, compute)).await;
         }
         let entry_key = key.entry_key(&self.prefix);
         if freshness == Freshness::AcceptCached {
@@ -268,9 +270,26 @@ impl Cache {
                     return Ok((Arc::new(payload), CacheStatus::Hit));
                 }
                 Ok(None) => {}
-                Err(_) => return self.bypass(endpoint, compute).await,
+                Err(_) => return Box::pin(self.bypass(endpoint, compute)).await,
             }
         }
+        Box::pin(self.compute_and_store(key, entry_key, freshness, compute)).await
+    }
+
+    /// The miss path: reads the generations, computes once per key and generations (single
+    /// flight), and stores the answer unless a write invalidated it meanwhile.
+    async fn compute_and_store<F, Fut>(
+        &self,
+        key: &CacheKey,
+        entry_key: String,
+        freshness: Freshness,
+        compute: F,
+    ) -> ApiResult<(Arc<Payload>, CacheStatus)>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = ApiResult<Vec<u8>>>,
+    {
+        let endpoint = key.endpoint.as_str();
         let generation_keys: Vec<String> = key
             .tags()
             .iter()
