@@ -8,7 +8,7 @@
 //! otherwise (a flat distribution) the full sum decides. Both paths give the same list.
 
 use chrono::NaiveDate;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{TopUser, TopUsers, action};
@@ -112,6 +112,25 @@ pub async fn top_users(
     q: &StatsQuery,
     limit: TopUsersLimit,
 ) -> sqlx::Result<TopUsers> {
+    // The bound proven on the heads must hold for the totals: every statement reads one snapshot.
+    let mut tx = db.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let items = top_users_in(&mut tx, q, limit).await?;
+    tx.commit().await?;
+    Ok(TopUsers {
+        from: q.range.from(),
+        to: q.range.to(),
+        items,
+    })
+}
+
+async fn top_users_in(
+    db: &mut PgConnection,
+    q: &StatsQuery,
+    limit: TopUsersLimit,
+) -> sqlx::Result<Vec<TopUser>> {
     let split = q.range.split_days();
     let (first_day, end_day) = split.days();
     // Enough heads per day that, on skewed data, the bound falls well below the list.
@@ -127,7 +146,7 @@ pub async fn top_users(
     if let Some(a) = action(q) {
         heads = heads.bind(a);
     }
-    let heads: Vec<(NaiveDate, Uuid, i64)> = heads.fetch_all(db).await?;
+    let heads: Vec<(NaiveDate, Uuid, i64)> = heads.fetch_all(&mut *db).await?;
     let mut candidates = Candidates::default();
     for day in heads.chunk_by(|a, b| a.0 == b.0) {
         let day: Vec<(Uuid, i64)> = day.iter().map(|(_, u, e)| (*u, *e)).collect();
@@ -141,7 +160,7 @@ pub async fn top_users(
             .bind(split.whole_to)
             .bind(action(q))
             .bind(m)
-            .fetch_all(db)
+            .fetch_all(&mut *db)
             .await?;
         candidates.add(&edge, m);
     }
@@ -157,7 +176,6 @@ pub async fn top_users(
             .bind(end_day)
             .bind(users)
             .bind(limit.0)
-            .fetch_all(db)
     };
     let of_candidates = if q.action.is_some() {
         CANDIDATES_ONE
@@ -167,7 +185,9 @@ pub async fn top_users(
     // A heavy user heads most days: look each one up once.
     candidates.users.sort_unstable();
     candidates.users.dedup();
-    let mut items = totals(of_candidates, Some(candidates.users)).await?;
+    let mut items = totals(of_candidates, Some(candidates.users))
+        .fetch_all(&mut *db)
+        .await?;
     let settled = candidates.bound == 0
         || (items.len() as i64 == limit.0
             && items.last().is_some_and(|u| u.events > candidates.bound));
@@ -177,13 +197,9 @@ pub async fn top_users(
         } else {
             EVERYONE_ALL
         };
-        items = totals(everyone, None).await?;
+        items = totals(everyone, None).fetch_all(&mut *db).await?;
     }
-    Ok(TopUsers {
-        from: q.range.from(),
-        to: q.range.to(),
-        items,
-    })
+    Ok(items)
 }
 
 #[derive(Default)]
