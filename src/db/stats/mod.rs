@@ -14,6 +14,9 @@ mod top_users;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
+use sqlx::Postgres;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
 use uuid::Uuid;
 
 pub use active_users::active_users;
@@ -118,4 +121,23 @@ impl ActiveUsers {
 
 fn action(q: &StatsQuery) -> Option<&str> {
     q.action.as_ref().map(|a| a.as_str())
+}
+
+/// Binds the parameters every rollup query over a range shares: `$1` from, `$2` to, `$3`..`$4`
+/// the whole days as instants (the edges are `[$1, $3)` and `[$4, $2)`), `$5` the action, and
+/// `$6`..`$7` the whole days as dates. A query's own parameters follow from `$8`.
+fn bind_range<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    q: &'q StatsQuery,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    let split = q.range.split_days();
+    let (first_day, end_day) = split.days();
+    query
+        .bind(q.range.from())
+        .bind(q.range.to())
+        .bind(split.whole_from)
+        .bind(split.whole_to)
+        .bind(action(q))
+        .bind(first_day)
+        .bind(end_day)
 }

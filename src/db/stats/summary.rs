@@ -3,7 +3,7 @@
 
 use sqlx::PgPool;
 
-use super::{ActionCount, Summary, action};
+use super::{ActionCount, Summary, bind_range};
 use crate::domain::StatsQuery;
 
 /// One row per action, then one row with a null action for the whole range.
@@ -70,18 +70,7 @@ select null, coalesce(sum(events), 0)::int8, (select n from all_users),
 from totals";
 
 pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
-    let split = q.range.split_days();
-    let (first_day, end_day) = split.days();
-    let rows: Vec<Row> = sqlx::query_as(SQL)
-        .bind(q.range.from())
-        .bind(q.range.to())
-        .bind(split.whole_from)
-        .bind(split.whole_to)
-        .bind(action(q))
-        .bind(first_day)
-        .bind(end_day)
-        .fetch_all(db)
-        .await?;
+    let rows: Vec<Row> = bind_range(sqlx::query_as(SQL), q).fetch_all(db).await?;
     let mut summary = Summary {
         from: q.range.from(),
         to: q.range.to(),

@@ -4,7 +4,7 @@
 
 use sqlx::PgPool;
 
-use super::{Timeseries, action, reference};
+use super::{Timeseries, bind_range, reference};
 use crate::domain::{Bucket, StatsQuery};
 
 // Bucket starts come from generate_series so that empty buckets are present as zeros; the
@@ -13,28 +13,28 @@ use crate::domain::{Bucket, StatsQuery};
 const SQL: &str = "
 with buckets as (
     select generate_series(
-        date_trunc($3, $1 at time zone 'UTC'),
+        date_trunc($8, $1 at time zone 'UTC'),
         ($2 at time zone 'UTC') - interval '1 microsecond',
-        ('1 ' || $3)::interval) as start
+        ('1 ' || $8)::interval) as start
 ), edge as materialized (
-    select date_trunc($3, e.occurred_at at time zone 'UTC') as start, e.user_id, e.value, u.ordinal
+    select date_trunc($8, e.occurred_at at time zone 'UTC') as start, e.user_id, e.value, u.ordinal
     from activities e join activity_users u using (user_id)
-    where ((e.occurred_at >= $1 and e.occurred_at < $4) or (e.occurred_at >= $5 and e.occurred_at < $2))
-      and ($6::text is null or e.action = $6)
+    where ((e.occurred_at >= $1 and e.occurred_at < $3) or (e.occurred_at >= $4 and e.occurred_at < $2))
+      and ($5::text is null or e.action = $5)
 ), counts as (
     select start, sum(events)::int8 as events, sum(value_sum) as value_sum
     from (
-        select date_trunc($3, day::timestamp) as start, events, value_sum
+        select date_trunc($8, day::timestamp) as start, events, value_sum
         from activity_daily
-        where day >= $7 and day < $8 and ($6::text is null or action = $6)
+        where day >= $6 and day < $7 and ($5::text is null or action = $5)
         union all
         select start, 1, coalesce(value::numeric, 0) from edge
     ) t
     group by start
 ), bitmaps as (
-    select date_trunc($3, day::timestamp) as start, chunk, bit_or(users) as users
+    select date_trunc($8, day::timestamp) as start, chunk, bit_or(users) as users
     from activity_day_users
-    where day >= $7 and day < $8 and ($6::text is null or action = $6)
+    where day >= $6 and day < $7 and ($5::text is null or action = $5)
     group by 1, 2
 ), users as (
     select start, sum(n)::int8 as n from (
@@ -57,17 +57,8 @@ pub async fn timeseries(db: &PgPool, q: &StatsQuery, bucket: Bucket) -> sqlx::Re
     if bucket == Bucket::Hour {
         return reference::timeseries(db, q, bucket).await;
     }
-    let split = q.range.split_days();
-    let (first_day, end_day) = split.days();
-    let points = sqlx::query_as(SQL)
-        .bind(q.range.from())
-        .bind(q.range.to())
+    let points = bind_range(sqlx::query_as(SQL), q)
         .bind(bucket.as_str())
-        .bind(split.whole_from)
-        .bind(split.whole_to)
-        .bind(action(q))
-        .bind(first_day)
-        .bind(end_day)
         .fetch_all(db)
         .await?;
     Ok(Timeseries {

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{TopUser, TopUsers, action};
+use super::{TopUser, TopUsers, action, bind_range};
 use crate::domain::{StatsQuery, TopUsersLimit};
 
 /// The `$1` heaviest users of each whole day in `[$2, $3)` (of action `$4`), through the
@@ -166,14 +166,7 @@ async fn top_users_in(
     }
 
     let totals = |sql: &'static str, users: Option<Vec<Uuid>>| {
-        sqlx::query_as::<_, TopUser>(sql)
-            .bind(q.range.from())
-            .bind(q.range.to())
-            .bind(split.whole_from)
-            .bind(split.whole_to)
-            .bind(action(q))
-            .bind(first_day)
-            .bind(end_day)
+        bind_range(sqlx::query_as::<_, TopUser>(sql), q)
             .bind(users)
             .bind(limit.0)
     };
