@@ -54,6 +54,7 @@ pub struct Metrics {
     pub cache_bypasses: Family<EndpointLabels, Counter>,
     pub cache_errors: Family<OperationLabels, Counter>,
     pub cache_invalidated_keys: Counter,
+    pub cache_updated_entries: Counter,
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_request_duration: HistogramFamily<RouteLabels>,
     pub aggregate_duration: HistogramFamily<EndpointLabels>,
@@ -75,6 +76,7 @@ impl Metrics {
             cache_bypasses: Family::default(),
             cache_errors: Family::default(),
             cache_invalidated_keys: Counter::default(),
+            cache_updated_entries: Counter::default(),
             http_requests: Family::default(),
             http_request_duration: Family::new_with_constructor(latency_histogram),
             aggregate_duration: Family::new_with_constructor(latency_histogram),
@@ -106,6 +108,11 @@ impl Metrics {
             "analytics_cache_invalidated_keys",
             "Cache entries removed by writes",
             m.cache_invalidated_keys.clone(),
+        );
+        registry.register(
+            "analytics_cache_updated_entries",
+            "Cache entries brought up to date by a create instead of being removed",
+            m.cache_updated_entries.clone(),
         );
         registry.register(
             "analytics_http_requests",

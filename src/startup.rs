@@ -35,7 +35,11 @@ impl AppState {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let pool = db::pool(settings)?;
         let metrics = Arc::new(Metrics::new());
-        let cache = Arc::new(Cache::new(settings, metrics.clone())?);
+        let cache = Arc::new(Cache::new(
+            settings,
+            metrics.clone(),
+            Arc::new(crate::statistics::live::Applier),
+        )?);
         Ok(Self {
             keys: KeyStore::new(pool.clone()),
             pool,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use crate::domain::{Action, TimeRange};
+use crate::domain::{Action, LiveWrite, TimeRange};
 
 /// The statistics endpoints, as they are named in metric labels and cache keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,6 +58,15 @@ impl Tag {
             Self::Day(d) => format!("{prefix}:ix:d:{d}"),
             Self::User(u) => format!("{prefix}:ix:u:{u}"),
         }
+    }
+
+    /// The index hash and, beside it, the sorted set of when each of its entries expires: a
+    /// walk of the index first drops what has expired, so an index holds the entries alive,
+    /// not every entry ever stored under the tag.
+    pub fn index_keys(&self, prefix: &str) -> (String, String) {
+        let index = self.index_key(prefix);
+        let expiry = format!("{index}:exp");
+        (index, expiry)
     }
 
     /// The counter every write under this tag increments (see `docs/cache.md`, "No stale set").
@@ -153,6 +162,22 @@ impl CacheKey {
     pub fn tags(&self) -> &[Tag] {
         &self.tags
     }
+
+    /// Can this create change the answer? Its time and action must fall in the scope, and a
+    /// user's profile changes only with that user's activities.
+    pub fn is_changed_by(&self, write: &LiveWrite) -> bool {
+        let at = write.occurred_at.timestamp_micros();
+        let user_matches = self.tags.iter().all(|t| match t {
+            Tag::User(u) => *u == write.user_id,
+            Tag::Day(_) => true,
+        });
+        user_matches
+            && self.scope.is_touched_by(&[Span {
+                first_us: at,
+                last_us: at,
+                action: write.action.clone(),
+            }])
+    }
 }
 
 /// What one write did to one activity: the values before or after it.
@@ -161,6 +186,16 @@ pub struct Touch {
     pub user_id: Uuid,
     pub action: String,
     pub occurred_at: DateTime<Utc>,
+}
+
+impl From<&LiveWrite> for Touch {
+    fn from(w: &LiveWrite) -> Self {
+        Self {
+            user_id: w.user_id,
+            action: w.action.clone(),
+            occurred_at: w.occurred_at,
+        }
+    }
 }
 
 /// A closed interval of written times for one action, as the invalidation checks it.

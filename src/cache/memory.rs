@@ -1,14 +1,16 @@
 //! The in-process backend, used when `REDIS_URL` is unset: one instance only, since nothing
-//! is shared. It keeps the same rules as Redis (generations checked at store time, scoped
-//! indexes, atomic store and invalidation under one lock), so the cache's promises hold the
-//! same way; moka bounds its memory and expires entries.
+//! is shared. It keeps the same rules as Redis (generations checked at store time, a write log
+//! that stores catch up with, scoped indexes, compare-and-set live updates, every operation
+//! atomic under one lock), so the cache's promises hold the same way; moka bounds its memory and
+//! expires entries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::StoreRequest;
-use super::key::{Invalidation, Scope};
+use super::entry::version_of;
+use super::key::{Invalidation, Scope, Span};
+use super::{AppendRequest, Replaced, StoreOutcome, StoreRequest, WRITE_LOG_LENGTH, format_record};
 
 /// Entries kept at most; the least useful are evicted past it.
 const MAX_ENTRIES: u64 = 50_000;
@@ -18,6 +20,9 @@ struct Indexes {
     generations: HashMap<String, u64>,
     /// index key → entry key → encoded scope
     entries: HashMap<String, HashMap<String, String>>,
+    /// The write log: its position, and the records after `position - log.len()`.
+    position: u64,
+    log: VecDeque<Vec<u8>>,
 }
 
 pub struct MemoryBackend {
@@ -44,14 +49,16 @@ impl MemoryBackend {
         self.entries.get(key).map(|v| v.to_vec())
     }
 
-    pub fn generations(&self, keys: &[String]) -> Vec<String> {
+    pub fn position(&self, keys: &[String]) -> (u64, Vec<String>) {
         let indexes = self.lock();
-        keys.iter()
+        let generations = keys
+            .iter()
             .map(|k| indexes.generations.get(k).copied().unwrap_or(0).to_string())
-            .collect()
+            .collect();
+        (indexes.position, generations)
     }
 
-    pub fn store(&self, req: &StoreRequest<'_>) -> bool {
+    pub fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
         let mut indexes = self.lock();
         let current = |k: &String| indexes.generations.get(k).copied().unwrap_or(0).to_string();
         if req
@@ -59,19 +66,80 @@ impl MemoryBackend {
             .iter()
             .any(|(k, expected)| current(k) != *expected)
         {
-            return false;
+            return StoreOutcome::Refused;
+        }
+        if indexes.position != req.seq {
+            let behind = indexes.position.saturating_sub(req.seq);
+            if indexes.position < req.seq || behind > indexes.log.len() as u64 {
+                return StoreOutcome::Refused;
+            }
+            let skip = indexes.log.len() - behind as usize;
+            return StoreOutcome::Behind {
+                seq: indexes.position,
+                records: indexes.log.iter().skip(skip).cloned().collect(),
+            };
         }
         self.entries
             .insert(req.entry_key.to_owned(), Arc::from(req.value));
-        for index in &req.index_keys {
+        for (index, _) in &req.index_keys {
             let fields = indexes.entries.entry(index.clone()).or_default();
-            if fields.len() >= 1024 {
-                // Forget entries that moka has already expired or evicted.
-                fields.retain(|k, _| self.entries.contains_key(k));
-            }
+            self.prune(fields);
             fields.insert(req.entry_key.to_owned(), req.scope.clone());
         }
-        true
+        StoreOutcome::Stored
+    }
+
+    pub fn append(&self, req: &AppendRequest<'_>) -> (u64, Vec<(String, Vec<u8>)>) {
+        let mut indexes = self.lock();
+        indexes.position += 1;
+        let position = indexes.position;
+        indexes.log.push_back(format_record(position, req.record));
+        while indexes.log.len() as u64 > WRITE_LOG_LENGTH {
+            indexes.log.pop_front();
+        }
+        let span = [Span {
+            first_us: req.at_us,
+            last_us: req.at_us,
+            action: req.action.to_owned(),
+        }];
+        let mut listed = Vec::new();
+        for (index, _) in &req.index_keys {
+            let Some(fields) = indexes.entries.get_mut(index) else {
+                continue;
+            };
+            self.prune(fields);
+            for (key, scope) in fields.iter() {
+                if Scope::decode(scope).is_some_and(|s| s.is_touched_by(&span))
+                    && let Some(value) = self.entries.get(key)
+                {
+                    listed.push((key.clone(), value.to_vec()));
+                }
+            }
+        }
+        (position, listed)
+    }
+
+    pub fn replace(&self, items: &[(String, Vec<u8>, Vec<u8>)]) -> Vec<Replaced> {
+        let _atomic = self.lock();
+        items
+            .iter()
+            .map(|(key, version, value)| match self.entries.get(key) {
+                None => Replaced::Gone,
+                Some(current) if version_of(&current) == version.as_slice() => {
+                    self.entries
+                        .insert(key.clone(), Arc::from(value.as_slice()));
+                    Replaced::Done
+                }
+                Some(current) => Replaced::Changed(current.to_vec()),
+            })
+            .collect()
+    }
+
+    pub fn remove(&self, keys: &[String]) -> u64 {
+        let _atomic = self.lock();
+        keys.iter()
+            .filter(|k| self.entries.remove(k.as_str()).is_some())
+            .count() as u64
     }
 
     pub fn invalidate(&self, prefix: &str, inv: &Invalidation) -> u64 {
@@ -100,9 +168,15 @@ impl MemoryBackend {
         let mut indexes = self.lock();
         let n = self.entries.entry_count();
         self.entries.invalidate_all();
-        // Generations are kept: a computation that started before the clear must still be
-        // refused if a write lands while it runs.
+        // Generations and the write log are kept: a computation that started before the clear
+        // must still be refused, or caught up, if a write lands while it runs.
         indexes.entries.clear();
         n
+    }
+
+    /// Forgets index fields whose entries moka has expired or evicted, so an index holds the
+    /// entries alive, not every entry ever stored under its tag.
+    fn prune(&self, fields: &mut HashMap<String, String>) {
+        fields.retain(|k, _| self.entries.contains_key(k));
     }
 }

@@ -2,11 +2,13 @@
 //! `docs/cache.md` explains why it is built this way.
 //!
 //! Handlers call one function, [`Cache::get_or_compute`], and writes call one,
-//! [`Cache::invalidate`], after their transaction has committed. Nothing here returns an
+//! [`Cache::after_commit`], once their transaction has committed: a create brings the entries it
+//! falls in up to date (live ingest), any other write removes them. Nothing here returns an
 //! error a client sees: a failing backend is logged, counted, skipped (`X-Cache: BYPASS`)
 //! and, after repeated failures, not even tried until a probe succeeds.
 
 pub mod breaker;
+pub mod entry;
 pub mod key;
 mod memory;
 mod redis_backend;
@@ -19,14 +21,16 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
+pub use entry::Payload;
 pub use key::{CacheKey, Endpoint, Invalidation, Touch};
 
 use crate::config::Settings;
+use crate::domain::{LiveWrite, Snapshot};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::{EndpointLabels, Metrics, OperationLabels};
 use breaker::Breaker;
+use entry::{Entry, Meta, version_of};
 use memory::MemoryBackend;
 use redis_backend::RedisBackend;
 use single_flight::SingleFlight;
@@ -36,7 +40,25 @@ const BREAKER_THRESHOLD: u32 = 3;
 const BREAKER_COOLDOWN: Duration = Duration::from_millis(1000);
 /// How often remembered (failed) invalidations are retried in the background.
 const RETRY_INTERVAL: Duration = Duration::from_millis(200);
-const OPERATIONS: [&str; 6] = ["get", "generations", "store", "invalidate", "clear", "ping"];
+const OPERATIONS: [&str; 8] = [
+    "get",
+    "generations",
+    "store",
+    "invalidate",
+    "append",
+    "update",
+    "clear",
+    "ping",
+];
+/// Rounds of catching up with creates logged while an answer was computed, before giving up on
+/// storing it (each round reads only what was logged since the previous one).
+const MAX_CATCH_UP_ROUNDS: usize = 8;
+/// Rounds of compare-and-set on the entries a create updates, when other creates update them at
+/// the same moment; an entry still contended after them is removed instead.
+const MAX_UPDATE_ROUNDS: usize = 4;
+/// Creates kept in the write log for answers still being computed; a computation that falls
+/// further behind is not stored. At 250 creates/s this is 80 s.
+pub const WRITE_LOG_LENGTH: u64 = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -71,43 +93,6 @@ pub enum Freshness {
     Recompute,
 }
 
-/// A serialized answer and its entity tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payload {
-    pub body: Vec<u8>,
-    pub etag: String,
-}
-
-const ETAG_LEN: usize = 16;
-
-impl Payload {
-    pub fn new(body: Vec<u8>) -> Self {
-        let digest = Sha256::digest(&body);
-        Self {
-            etag: hex::encode(&digest[..ETAG_LEN / 2]),
-            body,
-        }
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ETAG_LEN + self.body.len());
-        out.extend_from_slice(self.etag.as_bytes());
-        out.extend_from_slice(&self.body);
-        out
-    }
-
-    fn decode(mut raw: Vec<u8>) -> Option<Self> {
-        if raw.len() < ETAG_LEN {
-            return None;
-        }
-        let body = raw.split_off(ETAG_LEN);
-        Some(Self {
-            etag: String::from_utf8(raw).ok()?,
-            body,
-        })
-    }
-}
-
 /// What a store asks of a backend; see the store script in `redis_backend.rs`.
 pub struct StoreRequest<'a> {
     entry_key: &'a str,
@@ -115,9 +100,68 @@ pub struct StoreRequest<'a> {
     ttl_secs: u64,
     /// (generation key, value read before computing)
     generations: &'a [(String, String)],
-    index_keys: Vec<String>,
+    /// The write log's position the value is caught up with.
+    seq: u64,
+    /// (index hash, index expiry) of each tag
+    index_keys: Vec<(String, String)>,
     scope: String,
     index_ttl_secs: u64,
+}
+
+/// What a backend did with a store.
+pub enum StoreOutcome {
+    Stored,
+    /// A write invalidated the entry's tags, or the log lost what the value would need.
+    Refused,
+    /// Creates were logged since the value's position: these, up to `seq`.
+    Behind {
+        seq: u64,
+        records: Vec<Vec<u8>>,
+    },
+}
+
+/// What a backend did with one compare-and-set of a live update.
+pub enum Replaced {
+    Done,
+    Gone,
+    /// Someone else rewrote the entry first; this is what it holds now.
+    Changed(Vec<u8>),
+}
+
+/// What a create asks of a backend: log it and return the entries it falls in.
+pub struct AppendRequest<'a> {
+    record: &'a [u8],
+    /// (index hash, index expiry) of its day and of its user
+    index_keys: Vec<(String, String)>,
+    at_us: i64,
+    action: &'a str,
+    log_ttl_secs: u64,
+}
+
+/// What a miss computed: the answer, and the state and snapshot that let creates update it.
+pub struct Fresh {
+    pub body: Vec<u8>,
+    pub live: Option<LiveSeed>,
+}
+
+/// The snapshot an answer was computed in, and its state for live updates.
+pub type LiveSeed = (Snapshot, Vec<u8>);
+
+/// Brings one cached answer up to date with one create; the statistics layer implements it, so
+/// the cache never needs to know what an answer means.
+pub trait LiveApplier: Send + Sync {
+    /// The new (state, body) after `write`, or `None` when the state cannot absorb it exactly
+    /// (the entry is then removed).
+    fn apply(&self, state: &[u8], write: &LiveWrite) -> Option<(Vec<u8>, Vec<u8>)>;
+}
+
+/// A committed write, as the cache must hear of it.
+#[derive(Debug, Clone)]
+pub enum Committed {
+    /// One created activity: applied to the entries it falls in.
+    Create(LiveWrite),
+    /// Anything else (batches, updates, deletes): the entries it can change are removed.
+    Touched(Vec<Touch>),
 }
 
 enum Backend {
@@ -168,6 +212,8 @@ pub struct CacheStats {
 }
 
 type SharedResult = Result<(Arc<Payload>, CacheStatus), Arc<ApiError>>;
+/// A test-only pause between a create's commit and its cache update.
+pub type WriteHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 /// A test-only pause between computing an answer and storing it, to force the stale-set race.
 pub type StoreHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -182,11 +228,17 @@ pub struct Cache {
     pending: Mutex<Vec<Invalidation>>,
     flushing: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
+    applier: Arc<dyn LiveApplier>,
     before_store: Mutex<Option<StoreHook>>,
+    before_update: Mutex<Option<WriteHook>>,
 }
 
 impl Cache {
-    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, CacheError> {
+    pub fn new(
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+        applier: Arc<dyn LiveApplier>,
+    ) -> Result<Self, CacheError> {
         // Every series exists from the start (at 0), so dashboards and rate() see no gaps.
         for endpoint in Endpoint::ALL.map(Endpoint::as_str) {
             let labels = EndpointLabels { endpoint };
@@ -214,7 +266,9 @@ impl Cache {
             pending: Mutex::new(Vec::new()),
             flushing: tokio::sync::Mutex::new(()),
             metrics,
+            applier,
             before_store: Mutex::new(None),
+            before_update: Mutex::new(None),
         })
     }
 
@@ -241,8 +295,9 @@ impl Cache {
     }
 
     /// The answer for `key`: from the cache when it holds one, else computed by `compute`
-    /// (once per key and generation on this instance, however many ask) and stored unless a
-    /// write invalidated the key while it was being computed.
+    /// (once per key, generations and write-log position on this instance, however many ask)
+    /// and stored, brought up to date with the creates logged while it was computed, unless a
+    /// write invalidated the key meanwhile.
     pub async fn get_or_compute<F, Fut>(
         &self,
         key: &CacheKey,
@@ -251,7 +306,7 @@ impl Cache {
     ) -> ApiResult<(Arc<Payload>, CacheStatus)>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = ApiResult<Vec<u8>>>,
+        Fut: Future<Output = ApiResult<Fresh>>,
     {
         let endpoint = key.endpoint.as_str();
         // The miss and bypass paths hold the aggregate query's future, many kilobytes; boxed,
@@ -276,8 +331,8 @@ impl Cache {
         Box::pin(self.compute_and_store(key, entry_key, freshness, compute)).await
     }
 
-    /// The miss path: reads the generations, computes once per key and generations (single
-    /// flight), and stores the answer unless a write invalidated it meanwhile.
+    /// The miss path: reads the generations and the write log's position, computes once per
+    /// key and both (single flight), and stores the answer unless a write invalidated it.
     async fn compute_and_store<F, Fut>(
         &self,
         key: &CacheKey,
@@ -287,7 +342,7 @@ impl Cache {
     ) -> ApiResult<(Arc<Payload>, CacheStatus)>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = ApiResult<Vec<u8>>>,
+        Fut: Future<Output = ApiResult<Fresh>>,
     {
         let endpoint = key.endpoint.as_str();
         let generation_keys: Vec<String> = key
@@ -295,13 +350,15 @@ impl Cache {
             .iter()
             .map(|t| t.generation_key(&self.prefix))
             .collect();
-        let Ok(generations) = self
-            .bounded("generations", self.backend_generations(&generation_keys))
+        let Ok((seq, generations)) = self
+            .bounded("generations", self.backend_position(&generation_keys))
             .await
         else {
             return self.bypass(endpoint, compute).await;
         };
-        let flight_key = format!("{entry_key}#{}", generations.join(","));
+        // A request joins a computation only if nothing it must see was written after the
+        // computation began: same generations, and no create logged since (promise 1).
+        let flight_key = format!("{entry_key}#{}#{seq}", generations.join(","));
         let generations: Vec<(String, String)> =
             generation_keys.into_iter().zip(generations).collect();
         let result = self
@@ -314,13 +371,12 @@ impl Cache {
                 {
                     return Ok((Arc::new(payload), CacheStatus::Hit));
                 }
-                let payload = self
+                let fresh = self
                     .timed_compute(endpoint, compute)
                     .await
                     .map_err(Arc::new)?;
-                let payload = Arc::new(payload);
-                self.store(key, &entry_key, &generations, &payload).await;
-                Ok((payload, CacheStatus::Miss))
+                let payload = self.store(key, &entry_key, &generations, seq, fresh).await;
+                Ok((Arc::new(payload), CacheStatus::Miss))
             })
             .await;
         let (payload, status) = result.map_err(ApiError::Shared)?;
@@ -332,10 +388,137 @@ impl Cache {
         Ok((payload, status))
     }
 
+    /// Tells the cache about a committed write, and returns once the cache reflects it (or
+    /// has remembered that it must). The work runs in its own task: a client that disconnects
+    /// cancels its request, and must not cancel the cache update of a write that committed.
+    pub async fn after_commit(self: &Arc<Self>, write: Committed) {
+        let cache = self.clone();
+        let task = tokio::spawn(async move {
+            match write {
+                Committed::Create(write) => cache.apply_create(write).await,
+                Committed::Touched(touches) => cache.invalidate(&touches).await,
+            }
+        });
+        if let Err(error) = task.await {
+            tracing::error!(%error, "cache update after a write failed to run");
+        }
+    }
+
+    /// Logs a create and brings every entry it falls in up to date. Whatever cannot be updated
+    /// exactly is removed; if the cache cannot be reached, the create falls back to an
+    /// invalidation, remembered until it is applied.
+    async fn apply_create(&self, mut write: LiveWrite) {
+        let hook = self.before_update.lock().ok().and_then(|h| h.clone());
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        let touch = Touch::from(&write);
+        if self.has_pending() || !self.breaker.allow() {
+            return self.invalidate(&[touch]).await;
+        }
+        let Ok(record) = serde_json::to_vec(&write) else {
+            return self.invalidate(&[touch]).await;
+        };
+        let tags = [
+            key::Tag::Day(write.occurred_at.date_naive()),
+            key::Tag::User(write.user_id),
+        ];
+        let request = AppendRequest {
+            record: &record,
+            index_keys: tags.iter().map(|t| t.index_keys(&self.prefix)).collect(),
+            at_us: write.occurred_at.timestamp_micros(),
+            action: &write.action,
+            log_ttl_secs: self.ttl.as_secs().max(600),
+        };
+        let Ok((seq, listed)) = self.bounded("append", self.backend_append(&request)).await else {
+            return self.invalidate(&[touch]).await;
+        };
+        write.seq = seq;
+        if self.update_entries(&write, listed).await.is_err() {
+            self.invalidate(&[touch]).await;
+        }
+    }
+
+    /// Applies `write` to the listed entries by compare-and-set, re-reading any that another
+    /// update rewrote first.
+    async fn update_entries(
+        &self,
+        write: &LiveWrite,
+        mut listed: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), CacheError> {
+        for _ in 0..MAX_UPDATE_ROUNDS {
+            let mut replacements = Vec::new();
+            let mut removals = Vec::new();
+            for (key, raw) in listed.drain(..) {
+                match self.updated(&raw, write) {
+                    Update::Unneeded => {}
+                    Update::Impossible => removals.push(key),
+                    Update::To(value) => replacements.push((key, version_of(&raw).to_vec(), value)),
+                }
+            }
+            self.remove(removals).await?;
+            if replacements.is_empty() {
+                return Ok(());
+            }
+            let count = replacements.len();
+            let outcomes = self
+                .bounded("update", self.backend_replace(&replacements))
+                .await?;
+            let mut updated = 0;
+            for ((key, _, _), outcome) in replacements.into_iter().zip(outcomes) {
+                match outcome {
+                    Replaced::Done => updated += 1,
+                    Replaced::Gone => {}
+                    Replaced::Changed(raw) => listed.push((key, raw)),
+                }
+            }
+            self.metrics.cache_updated_entries.inc_by(updated);
+            tracing::debug!(count, updated, "entries brought up to date by a create");
+            if listed.is_empty() {
+                return Ok(());
+            }
+        }
+        // Still contended: removing is always safe, since a later store catches up from the log.
+        self.remove(listed.into_iter().map(|(k, _)| k).collect())
+            .await
+    }
+
+    /// What `write` makes of one stored entry.
+    fn updated(&self, raw: &[u8], write: &LiveWrite) -> Update {
+        let Some(entry) = Entry::decode(raw) else {
+            return Update::Impossible;
+        };
+        let Some((meta, state)) = entry.live else {
+            return Update::Impossible;
+        };
+        if !meta.lacks(write.seq, write.xid) {
+            return Update::Unneeded;
+        }
+        match self.applier.apply(&state, write) {
+            Some((state, body)) => Update::To(
+                Entry {
+                    payload: Payload::new(body),
+                    live: Some((meta, state)),
+                }
+                .encode(),
+            ),
+            None => Update::Impossible,
+        }
+    }
+
+    async fn remove(&self, keys: Vec<String>) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let n = self.bounded("update", self.backend_remove(&keys)).await?;
+        self.metrics.cache_invalidated_keys.inc_by(n);
+        Ok(())
+    }
+
     /// Removes every entry the touched activities can change. Never fails the write: an
     /// invalidation that cannot be applied now is remembered, and reads bypass the cache
     /// until it has been.
-    pub async fn invalidate(&self, touches: &[Touch]) {
+    async fn invalidate(&self, touches: &[Touch]) {
         let inv = Invalidation::from_touches(touches);
         if inv.is_empty() {
             return;
@@ -424,6 +607,13 @@ impl Cache {
         }
     }
 
+    /// Installs (or removes) a pause between a create's commit and its cache update. For tests only.
+    pub fn set_before_update_hook(&self, hook: Option<WriteHook>) {
+        if let Ok(mut h) = self.before_update.lock() {
+            *h = hook;
+        }
+    }
+
     /// Installs (or removes) a pause between computing and storing. For tests only.
     pub fn set_before_store_hook(&self, hook: Option<StoreHook>) {
         if let Ok(mut h) = self.before_store.lock() {
@@ -438,68 +628,132 @@ impl Cache {
     ) -> ApiResult<(Arc<Payload>, CacheStatus)>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = ApiResult<Vec<u8>>>,
+        Fut: Future<Output = ApiResult<Fresh>>,
     {
-        let payload = self.timed_compute(endpoint, compute).await?;
+        let fresh = self.timed_compute(endpoint, compute).await?;
         self.metrics
             .cache_bypasses
             .get_or_create(&EndpointLabels { endpoint })
             .inc();
-        Ok((Arc::new(payload), CacheStatus::Bypass))
+        Ok((Arc::new(Payload::new(fresh.body)), CacheStatus::Bypass))
     }
 
-    async fn timed_compute<F, Fut>(&self, endpoint: &'static str, compute: F) -> ApiResult<Payload>
+    async fn timed_compute<F, Fut>(&self, endpoint: &'static str, compute: F) -> ApiResult<Fresh>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = ApiResult<Vec<u8>>>,
+        Fut: Future<Output = ApiResult<Fresh>>,
     {
         let started = Instant::now();
-        let body = compute().await?;
+        let fresh = compute().await?;
         self.metrics
             .aggregate_duration
             .get_or_create(&EndpointLabels { endpoint })
             .observe(started.elapsed().as_secs_f64());
-        Ok(Payload::new(body))
+        Ok(fresh)
     }
 
+    /// Stores a computed answer, first applying the creates logged since `seq` that its
+    /// snapshot did not see, and returns the answer as stored (or as computed, when it could
+    /// not be stored).
     async fn store(
         &self,
         key: &CacheKey,
         entry_key: &str,
         generations: &[(String, String)],
-        payload: &Payload,
-    ) {
+        mut seq: u64,
+        fresh: Fresh,
+    ) -> Payload {
         let hook = self.before_store.lock().ok().and_then(|h| h.clone());
         if let Some(hook) = hook {
             hook().await;
         }
+        let mut payload = Payload::new(fresh.body);
+        let mut live = fresh.live;
         // Jitter spreads the expiry of entries filled together (by a prewarm, say), so they
         // are not all recomputed in the same second.
         let jitter = rand::rng().random_range(0..=self.ttl.as_secs() / 10);
         let ttl_secs = self.ttl.as_secs() + jitter;
-        let value = payload.encode();
-        let request = StoreRequest {
-            entry_key,
-            value: &value,
-            ttl_secs,
-            generations,
-            index_keys: key
-                .tags()
-                .iter()
-                .map(|t| t.index_key(&self.prefix))
-                .collect(),
-            scope: key.scope().encode(),
-            // An index must outlive every entry it lists, or a write could no longer find them.
-            index_ttl_secs: self.ttl.as_secs() * 11 / 10 + 60,
-        };
-        match self.bounded("store", self.backend_store(&request)).await {
-            Ok(true) => {}
-            Ok(false) => tracing::debug!(
-                key = entry_key,
-                "not stored: a write invalidated it while it was computed"
-            ),
-            Err(_) => {}
+        let index_keys: Vec<(String, String)> = key
+            .tags()
+            .iter()
+            .map(|t| t.index_keys(&self.prefix))
+            .collect();
+        let scope = key.scope().encode();
+        for _ in 0..MAX_CATCH_UP_ROUNDS {
+            let value = Entry {
+                payload: payload.clone(),
+                live: live.as_ref().map(|(snapshot, state)| {
+                    (
+                        Meta {
+                            snapshot: snapshot.clone(),
+                            seq,
+                        },
+                        state.clone(),
+                    )
+                }),
+            }
+            .encode();
+            let request = StoreRequest {
+                entry_key,
+                value: &value,
+                ttl_secs,
+                generations,
+                seq,
+                index_keys: index_keys.clone(),
+                scope: scope.clone(),
+                // An index must outlive every entry it lists, or a write could no longer find them.
+                index_ttl_secs: self.ttl.as_secs() * 11 / 10 + 60,
+            };
+            match self.bounded("store", self.backend_store(&request)).await {
+                Ok(StoreOutcome::Stored) | Err(_) => return payload,
+                Ok(StoreOutcome::Refused) => {
+                    tracing::debug!(
+                        key = entry_key,
+                        "not stored: a write invalidated it while it was computed"
+                    );
+                    return payload;
+                }
+                Ok(StoreOutcome::Behind { seq: now, records }) => {
+                    match self.catch_up(key, &payload, live.take(), &records) {
+                        Some((caught_up, state)) => {
+                            payload = caught_up;
+                            live = state;
+                            seq = now;
+                        }
+                        None => return payload,
+                    }
+                }
+            }
         }
+        payload
+    }
+
+    /// Applies the logged creates an answer's snapshot did not see. `None` when one of them
+    /// changes an answer that cannot absorb it.
+    fn catch_up(
+        &self,
+        key: &CacheKey,
+        payload: &Payload,
+        live: Option<LiveSeed>,
+        records: &[Vec<u8>],
+    ) -> Option<(Payload, Option<LiveSeed>)> {
+        let mut body = None;
+        let mut live = live;
+        for raw in records {
+            let write = parse_record(raw)?;
+            if !key.is_changed_by(&write) {
+                continue;
+            }
+            let (snapshot, state) = live.as_mut()?;
+            if snapshot.sees(write.xid) {
+                continue;
+            }
+            let (new_state, new_body) = self.applier.apply(state, &write)?;
+            *state = new_state;
+            body = Some(new_body);
+        }
+        let payload = body.map_or_else(|| payload.clone(), Payload::new);
+        Some((payload, live))
     }
 
     fn generation_ttl_secs(&self) -> u64 {
@@ -595,7 +849,7 @@ impl Cache {
     /// The stored answer under `entry_key`; an undecodable value counts as absent.
     async fn cached(&self, entry_key: &str) -> Result<Option<Payload>, CacheError> {
         let raw = self.bounded("get", self.backend_get(entry_key)).await?;
-        Ok(raw.and_then(Payload::decode))
+        Ok(raw.and_then(|raw| Entry::decode_payload(&raw)))
     }
 
     async fn backend_get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
@@ -605,17 +859,45 @@ impl Cache {
         }
     }
 
-    async fn backend_generations(&self, keys: &[String]) -> Result<Vec<String>, CacheError> {
+    /// The write log's position and the generations of `keys`, read together.
+    async fn backend_position(&self, keys: &[String]) -> Result<(u64, Vec<String>), CacheError> {
         match &self.backend {
-            Backend::Redis(r) => r.generations(keys).await,
-            Backend::Memory(m) => Ok(m.generations(keys)),
+            Backend::Redis(r) => r.position(&self.prefix, keys).await,
+            Backend::Memory(m) => Ok(m.position(keys)),
         }
     }
 
-    async fn backend_store(&self, req: &StoreRequest<'_>) -> Result<bool, CacheError> {
+    async fn backend_store(&self, req: &StoreRequest<'_>) -> Result<StoreOutcome, CacheError> {
         match &self.backend {
-            Backend::Redis(r) => r.store(req).await,
+            Backend::Redis(r) => r.store(&self.prefix, req).await,
             Backend::Memory(m) => Ok(m.store(req)),
+        }
+    }
+
+    async fn backend_append(
+        &self,
+        req: &AppendRequest<'_>,
+    ) -> Result<(u64, Vec<(String, Vec<u8>)>), CacheError> {
+        match &self.backend {
+            Backend::Redis(r) => r.append(&self.prefix, req).await,
+            Backend::Memory(m) => Ok(m.append(req)),
+        }
+    }
+
+    async fn backend_replace(
+        &self,
+        items: &[(String, Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Replaced>, CacheError> {
+        match &self.backend {
+            Backend::Redis(r) => r.replace(items).await,
+            Backend::Memory(m) => Ok(m.replace(items)),
+        }
+    }
+
+    async fn backend_remove(&self, keys: &[String]) -> Result<u64, CacheError> {
+        match &self.backend {
+            Backend::Redis(r) => r.remove(keys).await,
+            Backend::Memory(m) => Ok(m.remove(keys)),
         }
     }
 
@@ -630,15 +912,27 @@ impl Cache {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What a create makes of one stored entry.
+enum Update {
+    /// It already includes the create, or the create does not change it.
+    Unneeded,
+    /// It cannot absorb the create exactly: remove it.
+    Impossible,
+    To(Vec<u8>),
+}
 
-    #[test]
-    fn a_payload_survives_its_stored_form() {
-        let p = Payload::new(br#"{"events":3}"#.to_vec());
-        assert_eq!(p.etag.len(), ETAG_LEN);
-        assert_eq!(Payload::decode(p.encode()), Some(p));
-        assert_eq!(Payload::decode(b"short".to_vec()), None);
-    }
+/// A write-log record: `seq:json`.
+fn parse_record(raw: &[u8]) -> Option<LiveWrite> {
+    let colon = raw.iter().position(|b| *b == b':')?;
+    let seq = std::str::from_utf8(&raw[..colon]).ok()?.parse().ok()?;
+    let mut write: LiveWrite = serde_json::from_slice(&raw[colon + 1..]).ok()?;
+    write.seq = seq;
+    Some(write)
+}
+
+/// The form of a write-log record, for backends that log in process.
+fn format_record(seq: u64, record: &[u8]) -> Vec<u8> {
+    let mut out = format!("{seq}:").into_bytes();
+    out.extend_from_slice(record);
+    out
 }

@@ -1,5 +1,6 @@
-//! The Redis backend. Reads are one `GET`; stores and invalidations are Lua scripts, so each
-//! is atomic with respect to the other (that atomicity is what makes "no stale set" hold).
+//! The Redis backend. Reads are one `GET`; stores, creates' log appends, live updates and
+//! invalidations are Lua scripts, so each is atomic with respect to the others (that atomicity
+//! is what makes "no stale set" and exact live updates hold).
 //!
 //! deadpool-redis establishes connections (with its timeouts); the hot path then shares a
 //! multiplexed connection, which pipelines concurrent commands over one socket instead of
@@ -17,31 +18,111 @@ use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, AsyncCommands, Script};
 use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
 
-use super::CacheError;
-use super::StoreRequest;
 use super::key::{Invalidation, Span};
+use super::{AppendRequest, CacheError, Replaced, StoreOutcome, StoreRequest, WRITE_LOG_LENGTH};
+
+/// Shared by the scripts that walk an index: drops the fields of entries whose time is up (at
+/// most 1000 per call), so a walk costs what is alive, not everything ever stored under a tag.
+const PRUNE: &str = r"
+local function prune(index, expiry)
+  local now = tonumber(redis.call('TIME')[1])
+  local dead = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 1000)
+  for _, key in ipairs(dead) do
+    redis.call('HDEL', index, key)
+    redis.call('ZREM', expiry, key)
+  end
+end
+local function scope_of(raw)
+  local from, to, action = string.match(raw, '^(%-?%d+) (%-?%d+) (.*)$')
+  return tonumber(from), tonumber(to), action
+end
+";
 
 const STORE_SCRIPT: &str = r"
--- KEYS: entry, generation keys (n), index keys
--- ARGV: value, ttl, n, expected generations (n), scope, index ttl
+-- KEYS: entry, log position, log, generation keys (n), then (index, expiry) per tag
+-- ARGV: value, ttl, n, expected generations (n), position, scope, index ttl
 local n = tonumber(ARGV[3])
 for i = 1, n do
-  local current = redis.call('GET', KEYS[1 + i]) or '0'
-  if current ~= ARGV[3 + i] then return 0 end
+  local current = redis.call('GET', KEYS[3 + i]) or '0'
+  if current ~= ARGV[3 + i] then return { '0' } end
+end
+-- Creates logged since the value's position must be applied first: hand them back.
+local expected = tonumber(ARGV[4 + n])
+local raw_position = redis.call('GET', KEYS[2]) or '0'
+local position = tonumber(raw_position)
+if position ~= expected then
+  local records = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[4 + n], raw_position)
+  if position < expected or #records ~= position - expected then return { '0' } end
+  table.insert(records, 1, raw_position)
+  table.insert(records, 1, '2')
+  return records
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-local scope = ARGV[4 + n]
-local index_ttl = tonumber(ARGV[5 + n])
-for i = 2 + n, #KEYS do
+local scope = ARGV[5 + n]
+local index_ttl = tonumber(ARGV[6 + n])
+local expires = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[2])
+for i = 4 + n, #KEYS, 2 do
+  prune(KEYS[i], KEYS[i + 1])
   redis.call('HSET', KEYS[i], KEYS[1], scope)
-  if redis.call('TTL', KEYS[i]) < index_ttl then redis.call('EXPIRE', KEYS[i], index_ttl) end
+  redis.call('ZADD', KEYS[i + 1], expires, KEYS[1])
+  for j = i, i + 1 do
+    if redis.call('TTL', KEYS[j]) < index_ttl then redis.call('EXPIRE', KEYS[j], index_ttl) end
+  end
 end
-return 1
+return { '1' }
+";
+
+const APPEND_SCRIPT: &str = r"
+-- KEYS: log position, log, then (index, expiry) per tag
+-- ARGV: record, log length, log ttl, occurred_at (µs), action
+local position = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], position, position .. ':' .. ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+local at = tonumber(ARGV[4])
+local action = ARGV[5]
+local out = { tostring(position) }
+for i = 3, #KEYS, 2 do
+  prune(KEYS[i], KEYS[i + 1])
+  local fields = redis.call('HGETALL', KEYS[i])
+  for f = 1, #fields, 2 do
+    local from, to, only = scope_of(fields[f + 1])
+    if from ~= nil and from <= at and at < to and (only == '' or only == action) then
+      local value = redis.call('GET', fields[f])
+      if value then
+        out[#out + 1] = fields[f]
+        out[#out + 1] = value
+      else
+        redis.call('HDEL', KEYS[i], fields[f])
+        redis.call('ZREM', KEYS[i + 1], fields[f])
+      end
+    end
+  end
+end
+return out
+";
+
+const REPLACE_SCRIPT: &str = r"
+-- KEYS: entries; ARGV: per entry, the version read and the new value
+-- Answers per entry: '1' replaced, '' gone, else the value that replaced the one read.
+local out = {}
+for i = 1, #KEYS do
+  local version = redis.call('GETRANGE', KEYS[i], 0, 15)
+  if version == '' then
+    out[i] = ''
+  elseif version == ARGV[2 * i - 1] then
+    redis.call('SET', KEYS[i], ARGV[2 * i], 'KEEPTTL')
+    out[i] = '1'
+  else
+    out[i] = redis.call('GET', KEYS[i])
+  end
+end
+return out
 ";
 
 const INVALIDATE_SCRIPT: &str = r"
--- KEYS: generation keys (n), then index keys
--- ARGV: generation ttl, n, then per index key: span count, then (first, last, action) per span
+-- KEYS: generation keys (n), then (index, expiry) per tag
+-- ARGV: generation ttl, n, then per tag: span count, then (first, last, action) per span
 local gen_ttl = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 for i = 1, n do
@@ -50,22 +131,23 @@ for i = 1, n do
 end
 local deleted = 0
 local a = 3
-for i = n + 1, #KEYS do
+for i = n + 1, #KEYS, 2 do
   local count = tonumber(ARGV[a]); a = a + 1
   local spans = {}
   for s = 1, count do
     spans[s] = { tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2] }
     a = a + 3
   end
+  prune(KEYS[i], KEYS[i + 1])
   local fields = redis.call('HGETALL', KEYS[i])
   for f = 1, #fields, 2 do
-    local from, to, action = string.match(fields[f + 1], '^(%-?%d+) (%-?%d+) (.*)$')
-    from = tonumber(from); to = tonumber(to)
+    local from, to, action = scope_of(fields[f + 1])
     for s = 1, count do
       local span = spans[s]
       if from ~= nil and from <= span[2] and span[1] < to and (action == '' or action == span[3]) then
         deleted = deleted + redis.call('DEL', fields[f])
         redis.call('HDEL', KEYS[i], fields[f])
+        redis.call('ZREM', KEYS[i + 1], fields[f])
         break
       end
     end
@@ -78,6 +160,8 @@ pub struct RedisBackend {
     pool: Pool,
     per_thread: Mutex<HashMap<ThreadId, MultiplexedConnection>>,
     store_script: Script,
+    append_script: Script,
+    replace_script: Script,
     invalidate_script: Script,
 }
 
@@ -100,8 +184,10 @@ impl RedisBackend {
         Ok(Self {
             pool,
             per_thread: Mutex::new(HashMap::new()),
-            store_script: Script::new(STORE_SCRIPT),
-            invalidate_script: Script::new(INVALIDATE_SCRIPT),
+            store_script: Script::new(&format!("{PRUNE}{STORE_SCRIPT}")),
+            append_script: Script::new(&format!("{PRUNE}{APPEND_SCRIPT}")),
+            replace_script: Script::new(REPLACE_SCRIPT),
+            invalidate_script: Script::new(&format!("{PRUNE}{INVALIDATE_SCRIPT}")),
         })
     }
 
@@ -147,26 +233,45 @@ impl RedisBackend {
             .await
     }
 
-    pub async fn generations(&self, keys: &[String]) -> Result<Vec<String>, CacheError> {
+    /// The write log's position and the values of `generation_keys`, in one round trip.
+    pub async fn position(
+        &self,
+        prefix: &str,
+        generation_keys: &[String],
+    ) -> Result<(u64, Vec<String>), CacheError> {
+        let position_key = position_key(prefix);
         let values: Vec<Option<String>> = self
             .with_connection(|mut c| async move {
-                redis::cmd("MGET").arg(keys).query_async(&mut c).await
+                redis::cmd("MGET")
+                    .arg(&position_key)
+                    .arg(generation_keys)
+                    .query_async(&mut c)
+                    .await
             })
             .await?;
-        Ok(values
-            .into_iter()
-            .map(|v| v.unwrap_or_else(|| "0".into()))
-            .collect())
+        let mut values = values.into_iter().map(|v| v.unwrap_or_else(|| "0".into()));
+        let position = values
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| CacheError::Backend("unreadable write-log position".into()))?;
+        Ok((position, values.collect()))
     }
 
-    pub async fn store(&self, req: &StoreRequest<'_>) -> Result<bool, CacheError> {
+    pub async fn store(
+        &self,
+        prefix: &str,
+        req: &StoreRequest<'_>,
+    ) -> Result<StoreOutcome, CacheError> {
         let mut invocation = self.store_script.prepare_invoke();
-        invocation.key(req.entry_key);
+        invocation
+            .key(req.entry_key)
+            .key(position_key(prefix))
+            .key(log_key(prefix));
         for (key, _) in req.generations {
             invocation.key(key);
         }
-        for key in &req.index_keys {
-            invocation.key(key);
+        for (index, expiry) in &req.index_keys {
+            invocation.key(index).key(expiry);
         }
         invocation
             .arg(req.value)
@@ -175,11 +280,88 @@ impl RedisBackend {
         for (_, expected) in req.generations {
             invocation.arg(expected);
         }
-        invocation.arg(&req.scope).arg(req.index_ttl_secs);
-        let stored: i64 = self
+        invocation
+            .arg(req.seq)
+            .arg(&req.scope)
+            .arg(req.index_ttl_secs);
+        let reply: Vec<Vec<u8>> = self
             .with_connection(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        Ok(stored == 1)
+        match reply.split_first() {
+            Some((status, _)) if status == b"1" => Ok(StoreOutcome::Stored),
+            Some((status, rest)) if status == b"2" => {
+                let (seq, records) = rest
+                    .split_first()
+                    .ok_or_else(|| CacheError::Backend("store script: no position".into()))?;
+                Ok(StoreOutcome::Behind {
+                    seq: parse_u64(seq)?,
+                    records: records.to_vec(),
+                })
+            }
+            _ => Ok(StoreOutcome::Refused),
+        }
+    }
+
+    pub async fn append(
+        &self,
+        prefix: &str,
+        req: &AppendRequest<'_>,
+    ) -> Result<(u64, Vec<(String, Vec<u8>)>), CacheError> {
+        let mut invocation = self.append_script.prepare_invoke();
+        invocation.key(position_key(prefix)).key(log_key(prefix));
+        for (index, expiry) in &req.index_keys {
+            invocation.key(index).key(expiry);
+        }
+        invocation
+            .arg(req.record)
+            .arg(WRITE_LOG_LENGTH)
+            .arg(req.log_ttl_secs)
+            .arg(req.at_us)
+            .arg(req.action);
+        let reply: Vec<Vec<u8>> = self
+            .with_connection(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        let (seq, listed) = reply
+            .split_first()
+            .ok_or_else(|| CacheError::Backend("append script: no position".into()))?;
+        let listed = listed
+            .chunks_exact(2)
+            .map(|pair| {
+                (
+                    String::from_utf8_lossy(&pair[0]).into_owned(),
+                    pair[1].clone(),
+                )
+            })
+            .collect();
+        Ok((parse_u64(seq)?, listed))
+    }
+
+    pub async fn replace(
+        &self,
+        items: &[(String, Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Replaced>, CacheError> {
+        let mut invocation = self.replace_script.prepare_invoke();
+        for (key, version, value) in items {
+            invocation.key(key).arg(version).arg(value);
+        }
+        let reply: Vec<Vec<u8>> = self
+            .with_connection(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        Ok(reply
+            .into_iter()
+            .map(|r| match r.as_slice() {
+                b"1" => Replaced::Done,
+                b"" => Replaced::Gone,
+                _ => Replaced::Changed(r),
+            })
+            .collect())
+    }
+
+    pub async fn remove(&self, keys: &[String]) -> Result<u64, CacheError> {
+        self.with_connection(|mut c| async move {
+            redis::cmd("DEL").arg(keys).query_async(&mut c).await
+        })
+        .await
     }
 
     pub async fn invalidate(
@@ -193,7 +375,8 @@ impl RedisBackend {
             invocation.key(tag.generation_key(prefix));
         }
         for tag in inv.spans.keys() {
-            invocation.key(tag.index_key(prefix));
+            let (index, expiry) = tag.index_keys(prefix);
+            invocation.key(index).key(expiry);
         }
         invocation.arg(generation_ttl_secs).arg(inv.spans.len());
         for spans in inv.spans.values() {
@@ -212,11 +395,12 @@ impl RedisBackend {
     }
 
     /// Removes every entry and index under `prefix:`, a SCAN page at a time (never KEYS, which
-    /// blocks Redis). Generation counters stay: resetting one to a value a running computation
-    /// already read would let that computation store a result older than a write.
+    /// blocks Redis). Generation counters and the write log stay: resetting either to a value a
+    /// running computation already read would let it store a result older than a write.
     pub async fn clear(&self, prefix: &str) -> Result<u64, CacheError> {
         let pattern = format!("{}:*", escape_glob(prefix));
         let generations = format!("{prefix}:g:");
+        let write_log = format!("{prefix}:w:");
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
@@ -233,7 +417,7 @@ impl RedisBackend {
                         .await
                 })
                 .await?;
-            keys.retain(|k| !k.starts_with(&generations));
+            keys.retain(|k| !k.starts_with(&generations) && !k.starts_with(&write_log));
             if !keys.is_empty() {
                 let n: u64 = self
                     .with_connection(|mut c| async move {
@@ -256,6 +440,23 @@ impl RedisBackend {
         .await
         .map(|_| ())
     }
+}
+
+/// The counter of creates logged so far: the write log's position.
+fn position_key(prefix: &str) -> String {
+    format!("{prefix}:w:seq")
+}
+
+/// The creates logged recently, scored by position (`docs/cache.md`, "Live ingest").
+fn log_key(prefix: &str) -> String {
+    format!("{prefix}:w:log")
+}
+
+fn parse_u64(raw: &[u8]) -> Result<u64, CacheError> {
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| CacheError::Backend("unreadable number from a script".into()))
 }
 
 /// Escapes the characters SCAN MATCH treats as a pattern, so a prefix matches only itself.

@@ -1,14 +1,28 @@
 //! Activity rows: insert, find, list (keyset pages), update and delete.
 
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use crate::domain::{Activity, ActivityPatch, ListActivitiesQuery, NewActivity};
+use crate::domain::{
+    Activity, ActivityPatch, ListActivitiesQuery, LiveWrite, Neighbours, NewActivity,
+};
 
-pub async fn insert_activity(db: impl PgExecutor<'_>, a: &NewActivity) -> sqlx::Result<Activity> {
-    sqlx::query_as(
-        "insert into activities (id, user_id, action, occurred_at, duration_ms, value, properties)
-         values ($1, $2, $3, $4, $5, $6, $7)
+/// Inserts one activity under its user's write lock (migration 5) and reads what the cache needs
+/// to apply it to cached answers: the transaction id and the user's neighbouring activities.
+/// Must run inside a transaction, which holds the lock until it ends: the neighbours stay true
+/// until the create has committed.
+pub async fn insert_activity(
+    tx: &mut PgConnection,
+    a: &NewActivity,
+) -> sqlx::Result<(Activity, LiveWrite)> {
+    // The lock is taken in its own statement before the neighbours are read: under read committed
+    // a statement sees what committed before it started, so the neighbours' statement, started
+    // after the lock was granted, sees every earlier write of this user.
+    let stored: Activity = sqlx::query_as(
+        "with locked as (select activity_lock_users(array[$2::uuid]))
+         insert into activities (id, user_id, action, occurred_at, duration_ms, value, properties)
+         select $1, $2, $3, $4, $5, $6, $7 from locked
          returning id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at",
     )
     .bind(a.id)
@@ -18,12 +32,66 @@ pub async fn insert_activity(db: impl PgExecutor<'_>, a: &NewActivity) -> sqlx::
     .bind(a.duration_ms)
     .bind(a.value)
     .bind(&a.properties)
-    .fetch_one(db)
-    .await
+    .fetch_one(&mut *tx)
+    .await?;
+    // Each neighbour is one short scan of the (user_id, occurred_at) index.
+    type Row = (
+        String,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let (xid, prev_any, next_any, prev_same, next_same): Row = sqlx::query_as(
+        "select pg_current_xact_id()::text,
+            (select occurred_at from activities where user_id = $1 and occurred_at <= $2 and id <> $3
+             order by occurred_at desc limit 1),
+            (select occurred_at from activities where user_id = $1 and occurred_at >= $2 and id <> $3
+             order by occurred_at limit 1),
+            (select occurred_at from activities where user_id = $1 and occurred_at <= $2 and id <> $3
+               and action = $4 order by occurred_at desc limit 1),
+            (select occurred_at from activities where user_id = $1 and occurred_at >= $2 and id <> $3
+               and action = $4 order by occurred_at limit 1)",
+    )
+    .bind(stored.user_id)
+    .bind(stored.occurred_at)
+    .bind(stored.id)
+    .bind(&stored.action)
+    .fetch_one(&mut *tx)
+    .await?;
+    let xid = xid
+        .parse()
+        .map_err(|e| sqlx::Error::Decode(format!("transaction id {xid:?}: {e}").into()))?;
+    let write = LiveWrite {
+        seq: 0,
+        xid,
+        user_id: stored.user_id,
+        action: stored.action.clone(),
+        occurred_at: stored.occurred_at,
+        duration_ms: stored.duration_ms,
+        value: stored.value,
+        neighbours: Neighbours {
+            prev_any,
+            next_any,
+            prev_same,
+            next_same,
+        },
+    };
+    Ok((stored, write))
+}
+
+/// Takes the write locks of `users` until the transaction ends (see `insert_activity`).
+pub async fn lock_users(tx: &mut PgConnection, users: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query("select activity_lock_users($1)")
+        .bind(users)
+        .execute(tx)
+        .await
+        .map(|_| ())
 }
 
 /// Inserts every activity in one statement: a batch is all or nothing, and one round trip
-/// with arrays is far cheaper than 5000 single-row inserts.
+/// with arrays is far cheaper than 5000 single-row inserts. Holds its users' write locks until
+/// the statement's transaction ends.
 pub async fn insert_activities(
     db: impl PgExecutor<'_>,
     batch: &[NewActivity],
@@ -37,8 +105,10 @@ pub async fn insert_activities(
     let properties: Vec<Option<serde_json::Value>> =
         batch.iter().map(|a| a.properties.clone()).collect();
     let done = sqlx::query(
-        "insert into activities (id, user_id, action, occurred_at, duration_ms, value, properties)
-         select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int8[], $6::float8[], $7::jsonb[])",
+        "with locked as (select activity_lock_users($2))
+         insert into activities (id, user_id, action, occurred_at, duration_ms, value, properties)
+         select r.* from locked,
+             unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int8[], $6::float8[], $7::jsonb[]) r",
     )
     .bind(ids)
     .bind(users)
@@ -131,10 +201,12 @@ pub async fn update_activity(
     .await
 }
 
-/// Deletes the row and returns it, so the caller can invalidate what it was part of.
+/// Deletes the row (under its user's write lock) and returns it, so the caller can invalidate
+/// what it was part of.
 pub async fn delete_activity(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Activity>> {
     sqlx::query_as(
-        "delete from activities where id = $1
+        "with locked as (select activity_lock_users(array[user_id]) from activities where id = $1)
+         delete from activities a using locked where a.id = $1
          returning id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at",
     )
     .bind(id)

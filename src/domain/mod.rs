@@ -3,12 +3,14 @@
 
 pub mod action;
 pub mod activity;
+pub mod live_write;
 pub mod pagination;
 pub mod stats_query;
 pub mod time_range;
 
 pub use action::Action;
 pub use activity::{Activity, ActivityPatch, NewActivity};
+pub use live_write::{LiveWrite, Neighbours, Snapshot};
 pub use pagination::{Cursor, ListActivitiesQuery};
 pub use stats_query::{Bucket, StatsQuery, TopUsersLimit};
 pub use time_range::{DaySplit, TimeRange, parse_instant};

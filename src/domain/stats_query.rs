@@ -55,7 +55,8 @@ impl StatsQuery {
 }
 
 /// Width of one time-series point; calendar-aligned in UTC (weeks start on Monday).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Bucket {
     Hour,
     Day,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::body::{BATCH_LIMIT, SINGLE_LIMIT, read_json};
 use super::idempotency::{self, Idempotent};
 use crate::auth::{Authorized, ReadRole, WriteRole};
-use crate::cache::Touch;
+use crate::cache::{Committed, Touch};
 use crate::db;
 use crate::domain::pagination::ListActivitiesParams;
 use crate::domain::{Activity, ActivityPatch, Cursor, ListActivitiesQuery, NewActivity};
@@ -85,10 +85,15 @@ pub async fn create_activity(
         Idempotent::Replay(response) => return Ok(response),
         Idempotent::Proceed(claim) => claim,
     };
-    let stored = match claim {
-        None => db::activities::insert_activity(&state.pool, &new).await?,
+    let (stored, live) = match claim {
+        None => {
+            let mut tx = state.pool.begin().await?;
+            let created = db::activities::insert_activity(&mut tx, &new).await?;
+            tx.commit().await?;
+            created
+        }
         Some(mut claim) => {
-            let stored = db::activities::insert_activity(claim.connection(), &new).await?;
+            let (stored, live) = db::activities::insert_activity(claim.connection(), &new).await?;
             claim
                 .finish(
                     StatusCode::CREATED,
@@ -96,10 +101,10 @@ pub async fn create_activity(
                     Some(&location(&stored)),
                 )
                 .await?;
-            stored
+            (stored, live)
         }
     };
-    state.cache.invalidate(&[Touch::from(&stored)]).await;
+    state.cache.after_commit(Committed::Create(live)).await;
     tracing::info!(id = %stored.id, action = %stored.action, "activity recorded");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location(&stored)))
@@ -194,7 +199,7 @@ pub async fn create_activities(
         }
     };
     let touches: Vec<Touch> = batch.iter().map(Touch::from).collect();
-    state.cache.invalidate(&touches).await;
+    state.cache.after_commit(Committed::Touched(touches)).await;
     tracing::info!(inserted = created.inserted, "activity batch recorded");
     Ok(HttpResponse::Created().json(created))
 }
@@ -273,16 +278,31 @@ pub async fn patch_activity(
     let body = read_json(&req, payload, SINGLE_LIMIT).await?;
     let patch = ActivityPatch::parse(&body, Utc::now()).map_err(ApiError::Validation)?;
     let mut tx = state.pool.begin().await?;
+    // The write locks of the users before and after (docs/cache.md, "Live ingest"), taken
+    // before the row's own lock so that every writer takes its locks in the same order.
+    let current = db::activities::find_activity(&mut *tx, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let mut locked = vec![current.user_id];
+    locked.extend(patch.user_id);
+    db::activities::lock_users(&mut tx, &locked).await?;
     let old = db::activities::find_activity_for_update(&mut tx, id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    if !locked.contains(&old.user_id) {
+        // Another patch moved it to a third user meanwhile.
+        db::activities::lock_users(&mut tx, &[old.user_id]).await?;
+    }
     let new = db::activities::update_activity(&mut tx, &old, &patch).await?;
     tx.commit().await?;
     // Both the old and the new values: moving an activity to another day or user changes
     // the statistics of both.
     state
         .cache
-        .invalidate(&[Touch::from(&old), Touch::from(&new)])
+        .after_commit(Committed::Touched(vec![
+            Touch::from(&old),
+            Touch::from(&new),
+        ]))
         .await;
     Ok(HttpResponse::Ok().json(new))
 }
@@ -301,6 +321,9 @@ pub async fn delete_activity(
     let removed = db::activities::delete_activity(&state.pool, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    state.cache.invalidate(&[Touch::from(&removed)]).await;
+    state
+        .cache
+        .after_commit(Committed::Touched(vec![Touch::from(&removed)]))
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -218,12 +218,23 @@ async fn counters_in_metrics_move_by_the_expected_amounts() {
     let before_hits = app.metric(&series("hits")).await;
     let before_misses = app.metric(&series("misses")).await;
     let before_invalidated = app.metric("analytics_cache_invalidated_keys_total").await;
+    let before_updated = app.metric("analytics_cache_updated_entries_total").await;
     app.stats("summary?from=2026-10-01&to=2026-10-05").await;
     app.stats("summary?from=2026-10-01&to=2026-10-05").await;
     app.stats("summary?from=2026-10-01&to=2026-10-05").await;
     app.stats("summary?from=2026-10-02&to=2026-10-05").await;
-    app.create(Uuid::new_v4(), "view", "2026-10-03T00:00:00Z", None)
+    // A create brings both entries up to date; a delete removes them.
+    let created = app
+        .create(Uuid::new_v4(), "view", "2026-10-03T00:00:00Z", None)
         .await;
+    let text = app.metrics().await;
+    assert_eq!(
+        crate::helpers::metric_value(&text, "analytics_cache_updated_entries_total")
+            - before_updated,
+        2.0
+    );
+    let id = created["id"].as_str().expect("id");
+    assert_eq!(app.delete(id).await.status(), StatusCode::NO_CONTENT);
     let text = app.metrics().await;
     let value = |s: &str| crate::helpers::metric_value(&text, s);
     assert_eq!(value(&series("hits")) - before_hits, 2.0);

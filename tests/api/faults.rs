@@ -121,36 +121,73 @@ fn pause_before_store_once() -> (StoreHook, oneshot::Receiver<()>, oneshot::Send
     (hook, computed_rx, release_tx)
 }
 
+/// Starts a reader of `path` that computes its answer, then stalls before storing it until the
+/// returned sender releases it.
+async fn stalled_reader(
+    app: &Arc<TestApp>,
+    path: &str,
+) -> (tokio::task::JoinHandle<(String, i64)>, oneshot::Sender<()>) {
+    let (hook, computed, release) = pause_before_store_once();
+    app.state.cache.set_before_store_hook(Some(hook));
+    let reader = {
+        let (app, path) = (app.clone(), path.to_owned());
+        tokio::spawn(async move { events(&app, &path).await })
+    };
+    computed.await.expect("the reader computed");
+    (reader, release)
+}
+
 #[tokio::test]
-async fn a_result_computed_before_a_write_is_never_stored_over_its_invalidation() {
+async fn a_result_computed_before_a_create_is_stored_only_with_the_create_applied() {
     for backend in Backend::all() {
         let app = Arc::new(spawn_app_on(backend.clone()).await);
         let path = format!("summary?{RANGE}");
-        let (hook, computed, release) = pause_before_store_once();
-        app.state.cache.set_before_store_hook(Some(hook));
-
         // A reader misses and computes 0 events, then stalls before storing...
-        let reader = {
-            let (app, path) = (app.clone(), path.clone());
-            tokio::spawn(async move { events(&app, &path).await })
-        };
-        computed.await.expect("the reader computed");
-        // ...while a write commits and invalidates...
+        let (reader, release) = stalled_reader(&app, &path).await;
+        // ...while a create commits and is logged...
         app.create(Uuid::new_v4(), "view", "2026-10-15T12:00:00Z", None)
             .await;
+        // ...and only then does the reader store: it must first catch up with the create.
+        release.send(()).expect("release");
+        let (status, answered) = reader.await.expect("reader");
+        assert_eq!(status, "MISS", "{backend:?}");
+        assert_eq!(
+            answered, 1,
+            "{backend:?}: the stored answer caught up with the create"
+        );
+        assert_eq!(
+            events(&app, &path).await,
+            ("HIT".to_owned(), 1),
+            "{backend:?}: the old answer was stored over the create"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_result_computed_before_a_delete_is_never_stored_over_its_invalidation() {
+    for backend in Backend::all() {
+        let app = Arc::new(spawn_app_on(backend.clone()).await);
+        let path = format!("summary?{RANGE}");
+        let created = app
+            .create(Uuid::new_v4(), "view", "2026-10-15T12:00:00Z", None)
+            .await;
+        // A reader misses and computes 1 event, then stalls before storing...
+        let (reader, release) = stalled_reader(&app, &path).await;
+        // ...while a delete commits and invalidates...
+        let id = created["id"].as_str().expect("id");
+        assert_eq!(app.delete(id).await.status(), StatusCode::NO_CONTENT);
         // ...and only then does the reader try to store its old answer.
         release.send(()).expect("release");
         let (status, stale) = reader.await.expect("reader");
         assert_eq!(
             (status.as_str(), stale),
-            ("MISS", 0),
+            ("MISS", 1),
             "{backend:?}: the racing reader saw the old rows"
         );
-
         let (status, now) = events(&app, &path).await;
         assert_eq!(
-            now, 1,
-            "{backend:?}: the old answer was stored over the write ({status})"
+            now, 0,
+            "{backend:?}: the old answer was stored over the delete ({status})"
         );
         assert_eq!(
             events(&app, &path).await.0,

@@ -1,6 +1,6 @@
 //! DAU, WAU and MAU from the day bitmaps: the windows are whole UTC days, so no event row is read.
 
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 
 use super::ActiveUsers;
 use crate::domain::stats_query::ActiveUsersDay;
@@ -22,7 +22,7 @@ select coalesce(sum(bit_count(day_users)), 0)::int8,
 from windowed";
 
 pub async fn active_users(
-    db: &PgPool,
+    db: impl PgExecutor<'_>,
     day: ActiveUsersDay,
     action: Option<&str>,
 ) -> sqlx::Result<ActiveUsers> {

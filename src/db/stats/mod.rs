@@ -13,31 +13,31 @@ mod timeseries;
 mod top_users;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
-use sqlx::Postgres;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
+use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 pub use active_users::active_users;
 /// A user's profile reads that user's own rows through the `(user_id, occurred_at)` index, so
 /// it needs no rollup.
 pub use reference::user_stats;
-pub use summary::summary;
+pub use summary::{SummaryTotals, average, summary, summary_totals};
 pub use timeseries::timeseries;
-pub use top_users::top_users;
+pub use top_users::{top_users, top_users_in};
 
-use crate::domain::StatsQuery;
 use crate::domain::stats_query::ActiveUsersDay;
+use crate::domain::{Bucket, Snapshot, StatsQuery};
 
-#[derive(Debug, Serialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
 pub struct ActionCount {
     pub action: String,
     pub events: i64,
     pub unique_users: i64,
 }
 
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Summary {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -48,7 +48,7 @@ pub struct Summary {
     pub by_action: Vec<ActionCount>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Point {
     pub start: DateTime<Utc>,
     pub events: i64,
@@ -56,16 +56,16 @@ pub struct Point {
     pub value_sum: f64,
 }
 
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Timeseries {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     #[schema(value_type = String, examples("day"))]
-    pub bucket: &'static str,
+    pub bucket: Bucket,
     pub points: Vec<Point>,
 }
 
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ActiveUsers {
     pub date: NaiveDate,
     pub dau: i64,
@@ -74,7 +74,7 @@ pub struct ActiveUsers {
     pub stickiness: f64,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
 pub struct TopUser {
     pub user_id: Uuid,
     pub events: i64,
@@ -82,14 +82,14 @@ pub struct TopUser {
     pub last_seen: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TopUsers {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub items: Vec<TopUser>,
 }
 
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UserStats {
     pub user_id: Uuid,
     pub from: DateTime<Utc>,
@@ -117,6 +117,27 @@ impl ActiveUsers {
             stickiness,
         }
     }
+}
+
+/// Runs `read` in one read-only repeatable-read transaction, so that all its statements see one
+/// snapshot, and returns that snapshot with the result: the cache uses it to tell which creates
+/// the answer already includes (docs/cache.md, "Live ingest").
+pub async fn in_snapshot<T>(
+    pool: &PgPool,
+    read: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
+) -> sqlx::Result<(Snapshot, T)> {
+    let mut tx = pool
+        .begin_with("begin isolation level repeatable read, read only")
+        .await?;
+    // The first statement takes the transaction's snapshot; this one only reports it.
+    let raw: String = sqlx::query_scalar("select pg_current_snapshot()::text")
+        .fetch_one(&mut *tx)
+        .await?;
+    let snapshot = Snapshot::parse(&raw)
+        .ok_or_else(|| sqlx::Error::Decode(format!("snapshot {raw:?}").into()))?;
+    let value = read(&mut tx).await?;
+    tx.commit().await?;
+    Ok((snapshot, value))
 }
 
 fn action(q: &StatsQuery) -> Option<&str> {

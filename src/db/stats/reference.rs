@@ -3,14 +3,14 @@
 //! random writes); the hour buckets of a time series and a user's profile are served from here.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::{ActiveUsers, Summary, Timeseries, TopUsers, UserStats, action};
 use crate::domain::stats_query::ActiveUsersDay;
 use crate::domain::{Bucket, StatsQuery, TopUsersLimit};
 
-pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
+pub async fn summary(db: &mut PgConnection, q: &StatsQuery) -> sqlx::Result<Summary> {
     let (events, unique_users, value_sum, avg_duration_ms): (i64, i64, f64, Option<f64>) = sqlx::query_as(
         "select count(*), count(distinct user_id), coalesce(sum(value), 0)::float8, avg(duration_ms)::float8
          from activities
@@ -19,7 +19,7 @@ pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
     .bind(q.range.from())
     .bind(q.range.to())
     .bind(action(q))
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await?;
     let by_action = sqlx::query_as(
         "select action, count(*) as events, count(distinct user_id) as unique_users
@@ -44,7 +44,11 @@ pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
     })
 }
 
-pub async fn timeseries(db: &PgPool, q: &StatsQuery, bucket: Bucket) -> sqlx::Result<Timeseries> {
+pub async fn timeseries(
+    db: impl PgExecutor<'_>,
+    q: &StatsQuery,
+    bucket: Bucket,
+) -> sqlx::Result<Timeseries> {
     // Bucket starts come from generate_series so that empty buckets are present as zeros;
     // the series stops 1 µs before `to` because generate_series includes its end point.
     let points = sqlx::query_as(
@@ -77,13 +81,13 @@ pub async fn timeseries(db: &PgPool, q: &StatsQuery, bucket: Bucket) -> sqlx::Re
     Ok(Timeseries {
         from: q.range.from(),
         to: q.range.to(),
-        bucket: bucket.as_str(),
+        bucket,
         points,
     })
 }
 
 pub async fn active_users(
-    db: &PgPool,
+    db: impl PgExecutor<'_>,
     day: ActiveUsersDay,
     action: Option<&str>,
 ) -> sqlx::Result<ActiveUsers> {
@@ -108,7 +112,7 @@ pub async fn active_users(
 }
 
 pub async fn top_users(
-    db: &PgPool,
+    db: impl PgExecutor<'_>,
     q: &StatsQuery,
     limit: TopUsersLimit,
 ) -> sqlx::Result<TopUsers> {
@@ -133,7 +137,11 @@ pub async fn top_users(
     })
 }
 
-pub async fn user_stats(db: &PgPool, user_id: Uuid, q: &StatsQuery) -> sqlx::Result<UserStats> {
+pub async fn user_stats(
+    db: &mut PgConnection,
+    user_id: Uuid,
+    q: &StatsQuery,
+) -> sqlx::Result<UserStats> {
     type Totals = (i64, f64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, i64);
     let (events, value_sum, first_seen, last_seen, active_days): Totals = sqlx::query_as(
         "select count(*), coalesce(sum(value), 0)::float8, min(occurred_at), max(occurred_at),
@@ -145,7 +153,7 @@ pub async fn user_stats(db: &PgPool, user_id: Uuid, q: &StatsQuery) -> sqlx::Res
     .bind(q.range.from())
     .bind(q.range.to())
     .bind(action(q))
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await?;
     let by_action = sqlx::query_as(
         "select action, count(*) as events, count(distinct user_id) as unique_users

@@ -1,7 +1,7 @@
 //! Summary from the rollups: totals per action from `activity_daily`, distinct users from the
 //! OR of the day bitmaps, and the partial edge days from `activities`.
 
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 
 use super::{ActionCount, Summary, bind_range};
 use crate::domain::StatsQuery;
@@ -13,7 +13,8 @@ struct Row {
     events: i64,
     unique_users: i64,
     value_sum: f64,
-    avg_duration_ms: Option<f64>,
+    duration_sum: f64,
+    duration_count: i64,
 }
 
 // `edge` is materialised so the partial days are scanned once. A user seen in an edge counts
@@ -61,15 +62,36 @@ with edge as materialized (
             where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0) as n
 )
 select t.action, t.events, coalesce(a.n, 0) as unique_users, t.value_sum::float8 as value_sum,
-       (t.duration_sum / nullif(t.duration_count, 0))::float8 as avg_duration_ms
+       t.duration_sum::float8 as duration_sum, t.duration_count::int8 as duration_count
 from totals t left join action_users a using (action)
 union all
 select null, coalesce(sum(events), 0)::int8, (select n from all_users),
        coalesce(sum(value_sum), 0)::float8,
-       (sum(duration_sum) / nullif(sum(duration_count), 0))::float8
+       coalesce(sum(duration_sum), 0)::float8, coalesce(sum(duration_count), 0)::int8
 from totals";
 
-pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
+/// A summary with the sum and count behind its average duration, which live updates need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryTotals {
+    pub summary: Summary,
+    pub duration_sum: f64,
+    pub duration_count: i64,
+}
+
+/// The average the summary reports: computed the same way whether the sums come from a query or
+/// from live updates, so both give the same number.
+pub fn average(sum: f64, count: i64) -> Option<f64> {
+    (count > 0).then(|| sum / count as f64)
+}
+
+pub async fn summary(db: impl PgExecutor<'_>, q: &StatsQuery) -> sqlx::Result<Summary> {
+    summary_totals(db, q).await.map(|t| t.summary)
+}
+
+pub async fn summary_totals(
+    db: impl PgExecutor<'_>,
+    q: &StatsQuery,
+) -> sqlx::Result<SummaryTotals> {
     let rows: Vec<Row> = bind_range(sqlx::query_as(SQL), q).fetch_all(db).await?;
     let mut summary = Summary {
         from: q.range.from(),
@@ -80,6 +102,7 @@ pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
         avg_duration_ms: None,
         by_action: Vec::with_capacity(rows.len()),
     };
+    let (mut duration_sum, mut duration_count) = (0.0, 0);
     for row in rows {
         match row.action {
             Some(action) => summary.by_action.push(ActionCount {
@@ -91,7 +114,8 @@ pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
                 summary.events = row.events;
                 summary.unique_users = row.unique_users;
                 summary.value_sum = row.value_sum;
-                summary.avg_duration_ms = row.avg_duration_ms;
+                summary.avg_duration_ms = average(row.duration_sum, row.duration_count);
+                (duration_sum, duration_count) = (row.duration_sum, row.duration_count);
             }
         }
     }
@@ -100,5 +124,9 @@ pub async fn summary(db: &PgPool, q: &StatsQuery) -> sqlx::Result<Summary> {
             .cmp(&a.events)
             .then_with(|| a.action.cmp(&b.action))
     });
-    Ok(summary)
+    Ok(SummaryTotals {
+        summary,
+        duration_sum,
+        duration_count,
+    })
 }

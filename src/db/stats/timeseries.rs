@@ -2,7 +2,7 @@
 //! only the partial days at the range's edges are read from `activities`; an hour bucket is
 //! smaller than a rollup row and is always computed from the activities themselves.
 
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
 use super::{Timeseries, bind_range, reference};
 use crate::domain::{Bucket, StatsQuery};
@@ -53,7 +53,11 @@ select b.start at time zone 'UTC' as start,
 from buckets b left join counts c using (start) left join users u using (start)
 order by b.start";
 
-pub async fn timeseries(db: &PgPool, q: &StatsQuery, bucket: Bucket) -> sqlx::Result<Timeseries> {
+pub async fn timeseries(
+    db: &mut PgConnection,
+    q: &StatsQuery,
+    bucket: Bucket,
+) -> sqlx::Result<Timeseries> {
     if bucket == Bucket::Hour {
         return reference::timeseries(db, q, bucket).await;
     }
@@ -64,7 +68,7 @@ pub async fn timeseries(db: &PgPool, q: &StatsQuery, bucket: Bucket) -> sqlx::Re
     Ok(Timeseries {
         from: q.range.from(),
         to: q.range.to(),
-        bucket: bucket.as_str(),
+        bucket,
         points,
     })
 }

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{TopUser, TopUsers, action, bind_range};
+use super::{TopUser, TopUsers, action, bind_range, in_snapshot};
 use crate::domain::{StatsQuery, TopUsersLimit};
 
 /// The `$1` heaviest users of each whole day in `[$2, $3)` (of action `$4`), through the
@@ -113,12 +113,7 @@ pub async fn top_users(
     limit: TopUsersLimit,
 ) -> sqlx::Result<TopUsers> {
     // The bound proven on the heads must hold for the totals: every statement reads one snapshot.
-    let mut tx = db.begin().await?;
-    sqlx::query("set transaction isolation level repeatable read, read only")
-        .execute(&mut *tx)
-        .await?;
-    let items = top_users_in(&mut tx, q, limit).await?;
-    tx.commit().await?;
+    let (_, items) = in_snapshot(db, async |tx| top_users_in(tx, q, limit).await).await?;
     Ok(TopUsers {
         from: q.range.from(),
         to: q.range.to(),
@@ -126,7 +121,9 @@ pub async fn top_users(
     })
 }
 
-async fn top_users_in(
+/// The top users, heaviest first. Its statements must share one snapshot: call it inside
+/// [`in_snapshot`].
+pub async fn top_users_in(
     db: &mut PgConnection,
     q: &StatsQuery,
     limit: TopUsersLimit,

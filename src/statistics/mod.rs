@@ -2,19 +2,34 @@
 //! key and its query. Handlers and the prewarm job both come here, so a prewarmed entry is
 //! exactly the one a request will find.
 
+pub mod live;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::cache::{CacheKey, CacheStatus, Endpoint, Freshness, Payload};
+use crate::cache::{CacheKey, CacheStatus, Endpoint, Fresh, Freshness, Payload};
 use crate::db;
 use crate::domain::stats_query::{ActiveUsersDay, StatsParams};
-use crate::domain::{Action, Bucket, StatsQuery, TopUsersLimit};
+use crate::domain::{Action, Bucket, Snapshot, StatsQuery, TopUsersLimit};
 use crate::error::{ApiError, ApiResult, to_json};
 use crate::startup::AppState;
+use live::LiveState;
 
 pub type Answer = (Arc<Payload>, CacheStatus);
+
+/// What a miss hands the cache: the answer, and the state and snapshot live updates start from.
+fn fresh(snapshot: Snapshot, state: LiveState) -> ApiResult<Fresh> {
+    Ok(Fresh {
+        body: state.body().map_err(|e| ApiError::Internal(e.into()))?,
+        live: Some((snapshot, to_json(&state)?)),
+    })
+}
+
+fn action_name(action: Option<&Action>) -> Option<String> {
+    action.map(|a| a.as_str().to_owned())
+}
 
 pub async fn summary(state: &AppState, q: StatsQuery, freshness: Freshness) -> ApiResult<Answer> {
     let key = CacheKey::new(
@@ -28,7 +43,18 @@ pub async fn summary(state: &AppState, q: StatsQuery, freshness: Freshness) -> A
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
-            to_json(&db::stats::summary(&pool, &q).await?)
+            let (snapshot, totals) =
+                db::stats::in_snapshot(&pool, async |tx| db::stats::summary_totals(tx, &q).await)
+                    .await?;
+            fresh(
+                snapshot,
+                LiveState::Summary {
+                    answer: totals.summary,
+                    action: action_name(q.action.as_ref()),
+                    duration_sum: totals.duration_sum,
+                    duration_count: totals.duration_count,
+                },
+            )
         })
         .await
 }
@@ -51,7 +77,17 @@ pub async fn timeseries(
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
-            to_json(&db::stats::timeseries(&pool, &q, bucket).await?)
+            let (snapshot, answer) = db::stats::in_snapshot(&pool, async |tx| {
+                db::stats::timeseries(tx, &q, bucket).await
+            })
+            .await?;
+            fresh(
+                snapshot,
+                LiveState::Timeseries {
+                    answer,
+                    action: action_name(q.action.as_ref()),
+                },
+            )
         })
         .await
 }
@@ -78,8 +114,17 @@ pub async fn active_users(
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
-            to_json(
-                &db::stats::active_users(&pool, day, action.as_ref().map(|a| a.as_str())).await?,
+            let name = action_name(action.as_ref());
+            let (snapshot, answer) = db::stats::in_snapshot(&pool, async |tx| {
+                db::stats::active_users(tx, day, name.as_deref()).await
+            })
+            .await?;
+            fresh(
+                snapshot,
+                LiveState::ActiveUsers {
+                    answer,
+                    action: name,
+                },
             )
         })
         .await
@@ -103,7 +148,21 @@ pub async fn top_users(
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
-            to_json(&db::stats::top_users(&pool, &q, limit).await?)
+            // More users than asked, so that creates by those just below the list keep it cached.
+            let kept = TopUsersLimit(live::top_users_kept(limit.0));
+            let (snapshot, items) = db::stats::in_snapshot(&pool, async |tx| {
+                db::stats::top_users_in(tx, &q, kept).await
+            })
+            .await?;
+            let answer = db::stats::TopUsers {
+                from: q.range.from(),
+                to: q.range.to(),
+                items,
+            };
+            fresh(
+                snapshot,
+                LiveState::top_users(answer, action_name(q.action.as_ref()), limit.0),
+            )
         })
         .await
 }
@@ -125,7 +184,17 @@ pub async fn user_stats(
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
-            to_json(&db::stats::user_stats(&pool, user_id, &q).await?)
+            let (snapshot, answer) = db::stats::in_snapshot(&pool, async |tx| {
+                db::stats::user_stats(tx, user_id, &q).await
+            })
+            .await?;
+            fresh(
+                snapshot,
+                LiveState::UserStats {
+                    answer,
+                    action: action_name(q.action.as_ref()),
+                },
+            )
         })
         .await
 }

@@ -1,0 +1,281 @@
+//! Live ingest: how one create changes each statistic, exactly (docs/cache.md, "Live ingest").
+//!
+//! A cached answer is stored with a `LiveState`: the answer plus what a create needs that the
+//! answer does not show (the sum and count behind an average; the users just below a top-users
+//! list and a bound on everyone else). Counts and sums move by the create's own values. A distinct
+//! count grows by one only if the user had no other activity in the counted interval, which the
+//! create's neighbours tell for any interval (`LiveWrite::user_already_in`).
+//!
+//! Applying the same creates in any order gives the same state: the cache applies them in the
+//! order their updates reach Redis, not the order they committed.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::LiveApplier;
+use crate::db::stats::{
+    ActionCount, ActiveUsers, Summary, Timeseries, TopUser, TopUsers, UserStats, average,
+};
+use crate::domain::LiveWrite;
+
+/// How many more users than asked a top-users entry keeps: a create by someone below the list
+/// raises the bound on everyone outside it by one, and the list stays provable (and cached)
+/// while its last shown user is above that bound.
+pub fn top_users_kept(limit: i64) -> i64 {
+    3 * limit + 30
+}
+
+/// A cached answer and what live updates need beside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LiveState {
+    Summary {
+        answer: Summary,
+        action: Option<String>,
+        duration_sum: f64,
+        duration_count: i64,
+    },
+    Timeseries {
+        answer: Timeseries,
+        action: Option<String>,
+    },
+    ActiveUsers {
+        answer: ActiveUsers,
+        action: Option<String>,
+    },
+    TopUsers {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        action: Option<String>,
+        limit: usize,
+        /// Heaviest first, more than `limit`: every count here is exact.
+        kept: Vec<TopUser>,
+        /// Nobody outside `kept` has more events than this.
+        outside_at_most: i64,
+    },
+    UserStats {
+        answer: UserStats,
+        action: Option<String>,
+    },
+}
+
+/// A create this state cannot absorb exactly: the entry must be recomputed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unprovable;
+
+impl LiveState {
+    /// A top-users state from the `top_users_kept(limit)` heaviest users of the range.
+    pub fn top_users(answer: TopUsers, action: Option<String>, limit: i64) -> Self {
+        let kept_len = top_users_kept(limit) as usize;
+        // A full list may hide users with as many events as its last one; a shorter one is everyone.
+        let outside_at_most = if answer.items.len() >= kept_len {
+            answer.items.last().map_or(0, |u| u.events)
+        } else {
+            0
+        };
+        Self::TopUsers {
+            from: answer.from,
+            to: answer.to,
+            action,
+            limit: usize::try_from(limit).unwrap_or(0),
+            kept: answer.items,
+            outside_at_most,
+        }
+    }
+
+    /// The JSON a client receives.
+    pub fn body(&self) -> serde_json::Result<Vec<u8>> {
+        match self {
+            Self::Summary { answer, .. } => serde_json::to_vec(answer),
+            Self::Timeseries { answer, .. } => serde_json::to_vec(answer),
+            Self::ActiveUsers { answer, .. } => serde_json::to_vec(answer),
+            Self::UserStats { answer, .. } => serde_json::to_vec(answer),
+            Self::TopUsers {
+                from,
+                to,
+                limit,
+                kept,
+                ..
+            } => serde_json::to_vec(&TopUsers {
+                from: *from,
+                to: *to,
+                items: kept.iter().take(*limit).cloned().collect(),
+            }),
+        }
+    }
+
+    /// Brings the state up to date with one create it did not include.
+    pub fn apply(&mut self, w: &LiveWrite) -> Result<(), Unprovable> {
+        match self {
+            Self::Summary {
+                answer,
+                action,
+                duration_sum,
+                duration_count,
+            } => {
+                if !w.falls_in(answer.from, answer.to, action.as_deref()) {
+                    return Ok(());
+                }
+                let (from, to) = (answer.from, answer.to);
+                answer.events += 1;
+                answer.value_sum += w.value.unwrap_or(0.0);
+                if let Some(d) = w.duration_ms {
+                    *duration_sum += d as f64;
+                    *duration_count += 1;
+                }
+                answer.avg_duration_ms = average(*duration_sum, *duration_count);
+                if !w.user_already_in(from, to, action.is_some()) {
+                    answer.unique_users += 1;
+                }
+                count_action(&mut answer.by_action, w, w.user_already_in(from, to, true));
+            }
+            Self::Timeseries { answer, action } => {
+                if !w.falls_in(answer.from, answer.to, action.as_deref()) {
+                    return Ok(());
+                }
+                // Points are in order and cover the range: the create's bucket is the last one
+                // starting at or before it, and ends where the next begins (or the range does).
+                let i = answer
+                    .points
+                    .partition_point(|p| p.start <= w.occurred_at)
+                    .checked_sub(1)
+                    .ok_or(Unprovable)?;
+                let end = answer
+                    .points
+                    .get(i + 1)
+                    .map_or(answer.to, |p| p.start)
+                    .min(answer.to);
+                let start = answer.points[i].start.max(answer.from);
+                let fresh_user = !w.user_already_in(start, end, action.is_some());
+                let point = &mut answer.points[i];
+                point.events += 1;
+                point.value_sum += w.value.unwrap_or(0.0);
+                if fresh_user {
+                    point.unique_users += 1;
+                }
+            }
+            Self::ActiveUsers { answer, action } => {
+                let end = (answer.date + Duration::days(1))
+                    .and_hms_opt(0, 0, 0)
+                    .ok_or(Unprovable)?
+                    .and_utc();
+                let same = action.is_some();
+                for (days, count) in [
+                    (1, &mut answer.dau),
+                    (7, &mut answer.wau),
+                    (30, &mut answer.mau),
+                ] {
+                    let start = end - Duration::days(days);
+                    if w.falls_in(start, end, action.as_deref())
+                        && !w.user_already_in(start, end, same)
+                    {
+                        *count += 1;
+                    }
+                }
+                answer.stickiness = if answer.mau == 0 {
+                    0.0
+                } else {
+                    answer.dau as f64 / answer.mau as f64
+                };
+            }
+            Self::TopUsers {
+                from,
+                to,
+                action,
+                limit,
+                kept,
+                outside_at_most,
+            } => {
+                if !w.falls_in(*from, *to, action.as_deref()) {
+                    return Ok(());
+                }
+                match kept.iter_mut().find(|u| u.user_id == w.user_id) {
+                    Some(user) => {
+                        user.events += 1;
+                        user.value_sum += w.value.unwrap_or(0.0);
+                        user.last_seen = user.last_seen.max(w.occurred_at);
+                    }
+                    // Someone outside: by how much they now lead is unknown, so the bound on
+                    // everyone outside rises by one (whatever order creates arrive in).
+                    None => *outside_at_most += 1,
+                }
+                kept.sort_by(|a, b| b.events.cmp(&a.events).then(a.user_id.cmp(&b.user_id)));
+                // The shown list is exact while its last user has more events than anyone
+                // outside could (ties go by user id, so equal is not enough).
+                let provable = match kept.get(limit.saturating_sub(1)) {
+                    Some(last) if kept.len() >= *limit => last.events > *outside_at_most,
+                    _ => *outside_at_most == 0,
+                };
+                if !provable {
+                    return Err(Unprovable);
+                }
+            }
+            Self::UserStats { answer, action } => {
+                if w.user_id != answer.user_id
+                    || !w.falls_in(answer.from, answer.to, action.as_deref())
+                {
+                    return Ok(());
+                }
+                let (from, to) = (answer.from, answer.to);
+                answer.events += 1;
+                answer.value_sum += w.value.unwrap_or(0.0);
+                answer.first_seen = Some(
+                    answer
+                        .first_seen
+                        .map_or(w.occurred_at, |f| f.min(w.occurred_at)),
+                );
+                answer.last_seen = Some(
+                    answer
+                        .last_seen
+                        .map_or(w.occurred_at, |l| l.max(w.occurred_at)),
+                );
+                let day = w
+                    .occurred_at
+                    .date_naive()
+                    .and_hms_opt(0, 0, 0)
+                    .ok_or(Unprovable)?
+                    .and_utc();
+                let (day_start, day_end) = (day.max(from), (day + Duration::days(1)).min(to));
+                if !w.user_already_in(day_start, day_end, action.is_some()) {
+                    answer.active_days += 1;
+                }
+                count_action(&mut answer.by_action, w, w.user_already_in(from, to, true));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts the create in its action's row, which stays in the order the queries give: most
+/// events first, then by action name.
+fn count_action(by_action: &mut Vec<ActionCount>, w: &LiveWrite, user_already_counted: bool) {
+    match by_action.iter_mut().find(|a| a.action == w.action) {
+        Some(row) => {
+            row.events += 1;
+            if !user_already_counted {
+                row.unique_users += 1;
+            }
+        }
+        None => by_action.push(ActionCount {
+            action: w.action.clone(),
+            events: 1,
+            unique_users: 1,
+        }),
+    }
+    by_action.sort_by(|a, b| {
+        b.events
+            .cmp(&a.events)
+            .then_with(|| a.action.cmp(&b.action))
+    });
+}
+
+/// The cache's way into this module: states travel as JSON.
+pub struct Applier;
+
+impl LiveApplier for Applier {
+    fn apply(&self, state: &[u8], write: &LiveWrite) -> Option<(Vec<u8>, Vec<u8>)> {
+        let mut state: LiveState = serde_json::from_slice(state).ok()?;
+        state.apply(write).ok()?;
+        Some((serde_json::to_vec(&state).ok()?, state.body().ok()?))
+    }
+}
