@@ -389,8 +389,9 @@ impl Cache {
     }
 
     /// Tells the cache about a committed write, and returns once the cache reflects it (or
-    /// has remembered that it must). The work runs in its own task: a client that disconnects
-    /// cancels its request, and must not cancel the cache update of a write that committed.
+    /// has remembered that it must). The work runs in its own task, so that nothing that drops
+    /// the request's future (a server shutting down, a timeout around the handler) can cancel
+    /// the cache update of a write that committed.
     pub async fn after_commit(self: &Arc<Self>, write: Committed) {
         let cache = self.clone();
         let task = tokio::spawn(async move {

@@ -7,5 +7,6 @@ mod cache;
 mod contract;
 mod faults;
 mod helpers;
+mod live;
 mod rollups;
 mod stats;

@@ -107,7 +107,7 @@ async fn write_randomly(app: &TestApp, world: &World, seed: u64, steps: usize) {
 
 /// Equal as JSON, with floats equal to 1e-9 relative: the rollups add values as numeric while
 /// the reference adds float8, and the two round differently in the last bits.
-fn assert_same(rollup: &Value, raw: &Value, case: &str) {
+pub fn assert_same(rollup: &Value, raw: &Value, case: &str) {
     fn close(a: &Value, b: &Value) -> bool {
         match (a, b) {
             (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
