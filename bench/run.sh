@@ -58,6 +58,32 @@ run summary_hit -H "$auth" "$base/api/v1/stats/summary"
 run summary_miss -H "$auth" -H "Cache-Control: no-cache" "$base/api/v1/stats/summary"
 run timeseries_hit -H "$auth" "$base/api/v1/stats/timeseries?bucket=day"
 run top_users_hit -H "$auth" "$base/api/v1/stats/top-users"
+
+# Live ingest: reads of each default statistic while single creates land outside its range
+# (60 days ago: the same write cost, no effect on the answer) or on today, at 50 and 250
+# creates/s from another process. The cache counters before and after give each run's HIT share.
+live_seconds=${BENCH_LIVE_SECONDS:-$duration}
+live_names=()
+for rate in 50 250; do
+  for path in summary "timeseries?bucket=hour" "timeseries?bucket=day" "timeseries?bucket=week" \
+      "timeseries?bucket=month" active-users top-users "users/$user"; do
+    for when in elsewhere today; do
+      slug=$(echo "$path" | sed -e 's/timeseries?bucket=/timeseries_/' -e 's/users\/.*/user_profile/' -e 's/-/_/g')
+      name="live_${slug}_${rate}_${when}"
+      live_names+=("$name")
+      curl -sf -H "$auth" "$base/api/v1/stats/$path" >/dev/null
+      curl -sf "$base/metrics" >"$tmp/$name.before"
+      python3 bench/creates.py "$addr" "$rate" "$live_seconds" "$when" "$user" >"$tmp/$name.creates" &
+      creates_pid=$!
+      echo "== $name" >&2
+      wrk -t2 -c"$connections" -d"${live_seconds}s" --latency -H "$auth" "$base/api/v1/stats/$path" >"$tmp/$name.txt"
+      wait "$creates_pid"
+      curl -sf "$base/metrics" >"$tmp/$name.after"
+    done
+  done
+done
+echo "${live_names[@]}" >"$tmp/live_names"
+
 RANDOM_USERS=20000 BODY_FILE="$tmp/one.json" run create -s bench/post.lua "$base/api/v1/activities"
 BODY_FILE="$tmp/batch.json" run batch_1000 -s bench/post.lua -c 4 "$base/api/v1/activities/batch"
 
@@ -110,6 +136,42 @@ def parse(name):
 names = ["healthz", "summary_hit", "summary_miss", "timeseries_hit", "top_users_hit", "create", "batch_1000"]
 results = {n: parse(n) for n in names}
 results["batch_1000"]["events_per_sec"] = results["batch_1000"]["rps"] * 1000
+
+def counters(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'analytics_cache_(hits|misses|bypasses)_total\{endpoint="(\w+)"\} (\d+)', line)
+        if m:
+            out[(m.group(1), m.group(2))] = int(m.group(3))
+    return out
+
+live = {}
+for name in open(f"{tmp}/live_names").read().split():
+    r = parse(name)
+    before, after = counters(f"{tmp}/{name}.before"), counters(f"{tmp}/{name}.after")
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    endpoint = max({e for (_, e) in delta}, key=lambda e: sum(v for (k, x), v in delta.items() if x == e))
+    hits = delta.get(("hits", endpoint), 0)
+    lookups = hits + delta.get(("misses", endpoint), 0) + delta.get(("bypasses", endpoint), 0)
+    r["hit_share"] = round(hits / lookups, 4) if lookups else None
+    r["creates"] = json.loads(open(f"{tmp}/{name}.creates").read())
+    live[name] = r
+live_rows = ["| endpoint, creates/s | creates elsewhere: req/s, p99 | on today: req/s, p99 | ratio | p99 ratio | HITs on today | creates/s achieved (today) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+live_summary = {}
+for name in live:
+    if not name.endswith("_today"):
+        continue
+    base_name = name[: -len("_today")]
+    today, elsewhere = live[name], live[base_name + "_elsewhere"]
+    ratio = today["rps"] / elsewhere["rps"]
+    p99_ratio = today["p99_ms"] / elsewhere["p99_ms"]
+    live_summary[base_name] = {"ratio": round(ratio, 3), "p99_ratio": round(p99_ratio, 2),
+                               "hit_share_today": today["hit_share"]}
+    endpoint, rate = base_name[len("live_"):].rsplit("_", 1)
+    live_rows.append(
+        f"| {endpoint}, {rate}/s | {elsewhere['rps']:,.0f}, {elsewhere['p99_ms']:.1f} ms | {today['rps']:,.0f}, {today['p99_ms']:.1f} ms "
+        f"| **{ratio:.2f}×** | {p99_ratio:.2f}× | {100 * (today['hit_share'] or 0):.1f} % | {today['creates']['achieved_per_sec']} |")
 stats = ["summary", "timeseries_day", "active_users", "top_users"]
 def ms(text):
     return dict(zip(stats, (round(float(x) * 1000, 1) for x in text.split())))
@@ -119,6 +181,8 @@ out = {
     "machine": f"{os.cpu_count()} cores, {platform.machine()}, load generator on the same machine",
     "events_in_database": int(events), "connections": int(connections), "seconds_per_scenario": int(duration),
     "scenarios": results,
+    "live": live,
+    "live_summary": live_summary,
     "cold_ms": ms(cold),
     "scale": {
         "events_in_database": int(scale_events),
@@ -142,7 +206,7 @@ md = "\n".join([
     f"- summary HIT / healthz: **{out['ratios']['summary_hit_over_healthz']}**; summary HIT / MISS: **{out['ratios']['summary_hit_over_miss']}×**",
     f"- batch ingest: **{results['batch_1000']['events_per_sec']:,.0f} events/s** (batches of 1000, 4 connections)",
     f"- cold (uncached) answers over 30 days, median of 5, ms: " + ", ".join(f"{k} {v}" for k, v in out["cold_ms"].items()),
-] + ([
+] + ["", "Live ingest: wrk on one default statistic while single creates arrive from another process, dated 60 days ago (elsewhere) or now (today):", "", *live_rows] + ([
     f"- the same on {int(scale_events):,} events, ms: " + ", ".join(f"{k} {v}" for k, v in out["scale"]["cold_ms"].items()),
 ] if cold_scale else []) + ([
     f"- seeding {seed.group(1)} events: {float(seed.group(2)):.0f} s (**{int(seed.group(3)):,} events/s**)",

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod pending_updates;
 pub mod seed;
 pub mod startup;
 pub mod statistics;

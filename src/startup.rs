@@ -19,6 +19,7 @@ use crate::config::Settings;
 use crate::http::middleware::{problem_for_other_errors, record_metrics, request_id_header};
 use crate::http::rate_limit::{RateLimiter, limit_rate};
 use crate::metrics::Metrics;
+use crate::pending_updates::PendingUpdates;
 use crate::{db, http};
 
 /// What every handler can reach.
@@ -28,6 +29,7 @@ pub struct AppState {
     pub keys: KeyStore,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: RateLimiter,
+    pub pending: Arc<PendingUpdates>,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
         )?);
         Ok(Self {
             keys: KeyStore::new(pool.clone()),
+            pending: Arc::new(PendingUpdates::new(pool.clone(), cache.clone())),
             pool,
             cache,
             metrics,
@@ -63,6 +66,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state = web::Data::new(AppState::new(&settings)?);
         state.cache.spawn_retry_task();
+        state.pending.spawn();
         spawn_housekeeping(state.clone());
         match state.cache.backend_name() {
             "memory" => tracing::info!(

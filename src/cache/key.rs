@@ -9,9 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use uuid::Uuid;
 
+pub use crate::domain::Touch;
 use crate::domain::{Action, LiveWrite, TimeRange};
 
 /// The statistics endpoints, as they are named in metric labels and cache keys.
@@ -177,24 +178,6 @@ impl CacheKey {
                 last_us: at,
                 action: write.action.clone(),
             }])
-    }
-}
-
-/// What one write did to one activity: the values before or after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Touch {
-    pub user_id: Uuid,
-    pub action: String,
-    pub occurred_at: DateTime<Utc>,
-}
-
-impl From<&LiveWrite> for Touch {
-    fn from(w: &LiveWrite) -> Self {
-        Self {
-            user_id: w.user_id,
-            action: w.action.clone(),
-            occurred_at: w.occurred_at,
-        }
     }
 }
 

@@ -392,7 +392,8 @@ impl Cache {
     /// has remembered that it must). The work runs in its own task, so that nothing that drops
     /// the request's future (a server shutting down, a timeout around the handler) can cancel
     /// the cache update of a write that committed.
-    pub async fn after_commit(self: &Arc<Self>, write: Committed) {
+    /// Answers whether the cache reflects it now (`false`: remembered for later).
+    pub async fn after_commit(self: &Arc<Self>, write: Committed) -> bool {
         let cache = self.clone();
         let task = tokio::spawn(async move {
             match write {
@@ -400,15 +401,16 @@ impl Cache {
                 Committed::Touched(touches) => cache.invalidate(&touches).await,
             }
         });
-        if let Err(error) = task.await {
+        task.await.unwrap_or_else(|error| {
             tracing::error!(%error, "cache update after a write failed to run");
-        }
+            false
+        })
     }
 
     /// Logs a create and brings every entry it falls in up to date. Whatever cannot be updated
     /// exactly is removed; if the cache cannot be reached, the create falls back to an
     /// invalidation, remembered until it is applied.
-    async fn apply_create(&self, mut write: LiveWrite) {
+    async fn apply_create(&self, mut write: LiveWrite) -> bool {
         let hook = self.before_update.lock().ok().and_then(|h| h.clone());
         if let Some(hook) = hook {
             hook().await;
@@ -435,8 +437,9 @@ impl Cache {
             return self.invalidate(&[touch]).await;
         };
         write.seq = seq;
-        if self.update_entries(&write, listed).await.is_err() {
-            self.invalidate(&[touch]).await;
+        match self.update_entries(&write, listed).await {
+            Ok(()) => true,
+            Err(_) => self.invalidate(&[touch]).await,
         }
     }
 
@@ -516,18 +519,18 @@ impl Cache {
         Ok(())
     }
 
-    /// Removes every entry the touched activities can change. Never fails the write: an
-    /// invalidation that cannot be applied now is remembered, and reads bypass the cache
-    /// until it has been.
-    async fn invalidate(&self, touches: &[Touch]) {
+    /// Removes every entry the touched activities can change, and answers whether it did now.
+    /// Never fails the write: an invalidation that cannot be applied now is remembered, and
+    /// reads bypass the cache until it has been.
+    async fn invalidate(&self, touches: &[Touch]) -> bool {
         let inv = Invalidation::from_touches(touches);
         if inv.is_empty() {
-            return;
+            return true;
         }
         if self.has_pending() || !self.breaker.allow() {
             self.remember(inv);
             self.flush_pending().await;
-            return;
+            return false;
         }
         match self
             .bounded("invalidate", self.backend_invalidate(&inv))
@@ -535,8 +538,12 @@ impl Cache {
         {
             Ok(n) => {
                 self.metrics.cache_invalidated_keys.inc_by(n);
+                true
             }
-            Err(_) => self.remember(inv),
+            Err(_) => {
+                self.remember(inv);
+                false
+            }
         }
     }
 

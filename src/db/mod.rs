@@ -4,6 +4,7 @@
 pub mod activities;
 pub mod idempotency;
 pub mod keys;
+pub mod pending;
 pub mod stats;
 
 use std::str::FromStr;

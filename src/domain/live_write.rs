@@ -55,6 +55,25 @@ pub struct Neighbours {
     pub next_same: Option<DateTime<Utc>>,
 }
 
+/// What one write did to one activity: its values before or after it. Enough to find every
+/// cached answer the write can change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Touch {
+    pub user_id: Uuid,
+    pub action: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl From<&LiveWrite> for Touch {
+    fn from(w: &LiveWrite) -> Self {
+        Self {
+            user_id: w.user_id,
+            action: w.action.clone(),
+            occurred_at: w.occurred_at,
+        }
+    }
+}
+
 /// One committed create, as the cache applies it to the answers it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveWrite {

@@ -10,7 +10,7 @@ pub mod time_range;
 
 pub use action::Action;
 pub use activity::{Activity, ActivityPatch, NewActivity};
-pub use live_write::{LiveWrite, Neighbours, Snapshot};
+pub use live_write::{LiveWrite, Neighbours, Snapshot, Touch};
 pub use pagination::{Cursor, ListActivitiesQuery};
 pub use stats_query::{Bucket, StatsQuery, TopUsersLimit};
 pub use time_range::{DaySplit, TimeRange, parse_instant};

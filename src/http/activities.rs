@@ -85,15 +85,18 @@ pub async fn create_activity(
         Idempotent::Replay(response) => return Ok(response),
         Idempotent::Proceed(claim) => claim,
     };
-    let (stored, live) = match claim {
+    let touches = [Touch::from(&new)];
+    let (stored, live, pending) = match claim {
         None => {
             let mut tx = state.pool.begin().await?;
-            let created = db::activities::insert_activity(&mut tx, &new).await?;
+            let (stored, live) = db::activities::insert_activity(&mut tx, &new).await?;
+            let pending = db::pending::insert_pending(&mut tx, &touches).await?;
             tx.commit().await?;
-            created
+            (stored, live, pending)
         }
         Some(mut claim) => {
             let (stored, live) = db::activities::insert_activity(claim.connection(), &new).await?;
+            let pending = db::pending::insert_pending(claim.connection(), &touches).await?;
             claim
                 .finish(
                     StatusCode::CREATED,
@@ -101,10 +104,10 @@ pub async fn create_activity(
                     Some(&location(&stored)),
                 )
                 .await?;
-            (stored, live)
+            (stored, live, pending)
         }
     };
-    state.cache.after_commit(Committed::Create(live)).await;
+    state.pending.settle(pending, Committed::Create(live)).await;
     tracing::info!(id = %stored.id, action = %stored.action, "activity recorded");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location(&stored)))
@@ -182,24 +185,34 @@ pub async fn create_activities(
         Idempotent::Proceed(claim) => claim,
     };
     let ids = batch.iter().map(|a| a.id).collect();
-    let created = match claim {
-        None => BatchCreated {
-            inserted: db::activities::insert_activities(&state.pool, &batch).await?,
-            ids,
-        },
+    let touches: Vec<Touch> = batch.iter().map(Touch::from).collect();
+    let (created, pending) = match claim {
+        None => {
+            let mut tx = state.pool.begin().await?;
+            let created = BatchCreated {
+                inserted: db::activities::insert_activities(&mut *tx, &batch).await?,
+                ids,
+            };
+            let pending = db::pending::insert_pending(&mut tx, &touches).await?;
+            tx.commit().await?;
+            (created, pending)
+        }
         Some(mut claim) => {
             let created = BatchCreated {
                 inserted: db::activities::insert_activities(claim.connection(), &batch).await?,
                 ids,
             };
+            let pending = db::pending::insert_pending(claim.connection(), &touches).await?;
             claim
                 .finish(StatusCode::CREATED, &to_json(&created)?, None)
                 .await?;
-            created
+            (created, pending)
         }
     };
-    let touches: Vec<Touch> = batch.iter().map(Touch::from).collect();
-    state.cache.after_commit(Committed::Touched(touches)).await;
+    state
+        .pending
+        .settle(pending, Committed::Touched(touches))
+        .await;
     tracing::info!(inserted = created.inserted, "activity batch recorded");
     Ok(HttpResponse::Created().json(created))
 }
@@ -294,15 +307,14 @@ pub async fn patch_activity(
         db::activities::lock_users(&mut tx, &[old.user_id]).await?;
     }
     let new = db::activities::update_activity(&mut tx, &old, &patch).await?;
-    tx.commit().await?;
     // Both the old and the new values: moving an activity to another day or user changes
     // the statistics of both.
+    let touches = vec![Touch::from(&old), Touch::from(&new)];
+    let pending = db::pending::insert_pending(&mut tx, &touches).await?;
+    tx.commit().await?;
     state
-        .cache
-        .after_commit(Committed::Touched(vec![
-            Touch::from(&old),
-            Touch::from(&new),
-        ]))
+        .pending
+        .settle(pending, Committed::Touched(touches))
         .await;
     Ok(HttpResponse::Ok().json(new))
 }
@@ -318,12 +330,16 @@ pub async fn delete_activity(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&path)?;
-    let removed = db::activities::delete_activity(&state.pool, id)
+    let mut tx = state.pool.begin().await?;
+    let removed = db::activities::delete_activity(&mut *tx, id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    let touches = vec![Touch::from(&removed)];
+    let pending = db::pending::insert_pending(&mut tx, &touches).await?;
+    tx.commit().await?;
     state
-        .cache
-        .after_commit(Committed::Touched(vec![Touch::from(&removed)]))
+        .pending
+        .settle(pending, Committed::Touched(touches))
         .await;
     Ok(HttpResponse::NoContent().finish())
 }

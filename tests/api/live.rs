@@ -391,3 +391,47 @@ async fn two_concurrent_first_creates_of_one_user_in_a_range_count_the_user_once
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_whose_process_dies_before_its_cache_update_is_swept_into_an_invalidation() {
+    for backend in Backend::all() {
+        let app = Arc::new(spawn_app_on(backend.clone()).await);
+        app.state.pending.set_orphan_age(Duration::from_millis(300));
+        let path = format!("summary?{RANGE}");
+        assert_eq!(app.stats(&path).await.1["events"].as_i64(), Some(0));
+        // The create commits, and its cache update never comes: as if the process had died.
+        let dead: WriteHook = Arc::new(|| Box::pin(std::future::pending::<()>()));
+        app.state.cache.set_before_update_hook(Some(dead));
+        let writer = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.create(Uuid::new_v4(), "view", "2026-10-15T12:00:00Z", None)
+                    .await
+            })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while sqlx::query_scalar::<_, i64>("select count(*) from activities")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count")
+            == 0
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the create never committed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        app.state.cache.set_before_update_hook(None);
+        // The cached answer without the write is found and removed by the sweep.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while app.stats(&path).await.1["events"].as_i64() != Some(1) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend:?}: the committed write never reached the cached answer"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        writer.abort();
+    }
+}
