@@ -89,34 +89,41 @@ impl MemoryBackend {
         StoreOutcome::Stored
     }
 
-    pub fn append(&self, req: &AppendRequest<'_>) -> (u64, Vec<(String, Vec<u8>)>) {
+    pub fn append(&self, req: &AppendRequest) -> (u64, Vec<(String, Vec<u8>)>) {
         let mut indexes = self.lock();
-        indexes.position += 1;
-        let position = indexes.position;
-        indexes.log.push_back(format_record(position, req.record));
+        let first = indexes.position + 1;
+        for record in &req.records {
+            indexes.position += 1;
+            let position = indexes.position;
+            indexes.log.push_back(format_record(position, record));
+        }
         while indexes.log.len() as u64 > WRITE_LOG_LENGTH {
             indexes.log.pop_front();
         }
-        let span = [Span {
-            first_us: req.at_us,
-            last_us: req.at_us,
-            action: req.action.to_owned(),
-        }];
-        let mut listed = Vec::new();
-        for (index, _) in &req.index_keys {
+        let mut listed: Vec<(String, Vec<u8>)> = Vec::new();
+        for ((index, _), points) in &req.indexes {
             let Some(fields) = indexes.entries.get_mut(index) else {
                 continue;
             };
             self.prune(fields);
+            let spans: Vec<Span> = points
+                .iter()
+                .map(|(at, action)| Span {
+                    first_us: *at,
+                    last_us: *at,
+                    action: action.clone(),
+                })
+                .collect();
             for (key, scope) in fields.iter() {
-                if Scope::decode(scope).is_some_and(|s| s.is_touched_by(&span))
+                if Scope::decode(scope).is_some_and(|s| s.is_touched_by(&spans))
+                    && !listed.iter().any(|(k, _)| k == key)
                     && let Some(value) = self.entries.get(key)
                 {
                     listed.push((key.clone(), value.to_vec()));
                 }
             }
         }
-        (position, listed)
+        (first, listed)
     }
 
     pub fn replace(&self, items: &[(String, Vec<u8>, Vec<u8>)]) -> Vec<Replaced> {

@@ -128,15 +128,17 @@ pub enum Replaced {
     Changed(Vec<u8>),
 }
 
-/// What a create asks of a backend: log it and return the entries it falls in.
-pub struct AppendRequest<'a> {
-    record: &'a [u8],
-    /// (index hash, index expiry) of its day and of its user
-    index_keys: Vec<(String, String)>,
-    at_us: i64,
-    action: &'a str,
+/// What creates ask of a backend: log them (consecutive positions, in this order) and return
+/// the entries they fall in.
+pub struct AppendRequest {
+    records: Vec<Vec<u8>>,
+    /// Per tag touched: (index hash, index expiry), and the points written there.
+    indexes: Vec<((String, String), Vec<Point>)>,
     log_ttl_secs: u64,
 }
+
+/// One written activity as an index walk matches it: (occurred_at in µs, action).
+pub type Point = (i64, String);
 
 /// What a miss computed: the answer, and the state and snapshot that let creates update it.
 pub struct Fresh {
@@ -147,12 +149,23 @@ pub struct Fresh {
 /// The snapshot an answer was computed in, and its state for live updates.
 pub type LiveSeed = (Snapshot, Vec<u8>);
 
-/// Brings one cached answer up to date with one create; the statistics layer implements it, so
+/// Brings one cached answer up to date with creates; the statistics layer implements it, so
 /// the cache never needs to know what an answer means.
 pub trait LiveApplier: Send + Sync {
-    /// The new (state, body) after `write`, or `None` when the state cannot absorb it exactly
-    /// (the entry is then removed).
-    fn apply(&self, state: &[u8], write: &LiveWrite) -> Option<(Vec<u8>, Vec<u8>)>;
+    /// The new (body, state) after `writes` (each of which the answer lacks; those that do not
+    /// change it are ignored), or `None` when the state cannot absorb them exactly (the entry is
+    /// then removed).
+    fn apply(&self, body: &[u8], state: &[u8], writes: &[LiveWrite]) -> Option<(Vec<u8>, Vec<u8>)>;
+}
+
+/// Creates waiting for their cache update, and the turn to apply them: whoever holds the turn
+/// applies every create queued so far in one round (one log append, one read and one
+/// compare-and-set of each entry), so concurrent creates on one instance never contend for the
+/// same entries, and a busy instance applies many creates for the price of one.
+#[derive(Default)]
+struct Combiner {
+    queue: Mutex<Vec<(LiveWrite, tokio::sync::oneshot::Sender<bool>)>>,
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// A committed write, as the cache must hear of it.
@@ -211,7 +224,8 @@ pub struct CacheStats {
     pub by_endpoint: std::collections::BTreeMap<&'static str, EndpointStats>,
 }
 
-type SharedResult = Result<(Arc<Payload>, CacheStatus), Arc<ApiError>>;
+/// A computation's answer, how it was obtained, and the write-log position it includes.
+type SharedResult = Result<(Arc<Payload>, CacheStatus, u64), Arc<ApiError>>;
 /// A test-only pause between a create's commit and its cache update.
 pub type WriteHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 /// A test-only pause between computing an answer and storing it, to force the stale-set race.
@@ -224,6 +238,7 @@ pub struct Cache {
     op_timeout: Duration,
     breaker: Breaker,
     flights: SingleFlight<SharedResult>,
+    creates: Combiner,
     /// Invalidations that failed; until they are applied no entry is trusted.
     pending: Mutex<Vec<Invalidation>>,
     flushing: tokio::sync::Mutex<()>,
@@ -263,6 +278,7 @@ impl Cache {
             op_timeout: settings.cache_op_timeout,
             breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN),
             flights: SingleFlight::default(),
+            creates: Combiner::default(),
             pending: Mutex::new(Vec::new()),
             flushing: tokio::sync::Mutex::new(()),
             metrics,
@@ -295,9 +311,9 @@ impl Cache {
     }
 
     /// The answer for `key`: from the cache when it holds one, else computed by `compute`
-    /// (once per key, generations and write-log position on this instance, however many ask)
-    /// and stored, brought up to date with the creates logged while it was computed, unless a
-    /// write invalidated the key meanwhile.
+    /// (once per key and generations on this instance, however many ask) and stored, brought up
+    /// to date with the creates logged while it was computed, unless a write invalidated the
+    /// key meanwhile.
     pub async fn get_or_compute<F, Fut>(
         &self,
         key: &CacheKey,
@@ -305,43 +321,47 @@ impl Cache {
         compute: F,
     ) -> ApiResult<(Arc<Payload>, CacheStatus)>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = ApiResult<Fresh>>,
     {
         let endpoint = key.endpoint.as_str();
         // The miss and bypass paths hold the aggregate query's future, many kilobytes; boxed,
         // they keep the future of a HIT small, and a HIT no longer copies them around.
         if !self.ready_for_reads().await {
-            return Box::pin(self.bypass(endpoint, compute)).await;
+            return Box::pin(self.bypass(endpoint, &compute)).await;
         }
         let entry_key = key.entry_key(&self.prefix);
         if freshness == Freshness::AcceptCached {
             match self.cached(&entry_key).await {
                 Ok(Some(payload)) => {
-                    self.metrics
-                        .cache_hits
-                        .get_or_create(&EndpointLabels { endpoint })
-                        .inc();
+                    self.count_hit(endpoint);
                     return Ok((Arc::new(payload), CacheStatus::Hit));
                 }
                 Ok(None) => {}
-                Err(_) => return Box::pin(self.bypass(endpoint, compute)).await,
+                Err(_) => return Box::pin(self.bypass(endpoint, &compute)).await,
             }
         }
-        Box::pin(self.compute_and_store(key, entry_key, freshness, compute)).await
+        Box::pin(self.compute_and_store(key, entry_key, freshness, &compute)).await
+    }
+
+    fn count_hit(&self, endpoint: &'static str) {
+        self.metrics
+            .cache_hits
+            .get_or_create(&EndpointLabels { endpoint })
+            .inc();
     }
 
     /// The miss path: reads the generations and the write log's position, computes once per
-    /// key and both (single flight), and stores the answer unless a write invalidated it.
+    /// key and generations (single flight), and stores the answer unless a write invalidated it.
     async fn compute_and_store<F, Fut>(
         &self,
         key: &CacheKey,
         entry_key: String,
         freshness: Freshness,
-        compute: F,
+        compute: &F,
     ) -> ApiResult<(Arc<Payload>, CacheStatus)>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = ApiResult<Fresh>>,
     {
         let endpoint = key.endpoint.as_str();
@@ -356,9 +376,9 @@ impl Cache {
         else {
             return self.bypass(endpoint, compute).await;
         };
-        // A request joins a computation only if nothing it must see was written after the
-        // computation began: same generations, and no create logged since (promise 1).
-        let flight_key = format!("{entry_key}#{}#{seq}", generations.join(","));
+        // A request that starts after a write's invalidation never joins a computation that
+        // began before it: the generations are part of the flight's key.
+        let flight_key = format!("{entry_key}#{}", generations.join(","));
         let generations: Vec<(String, String)> =
             generation_keys.into_iter().zip(generations).collect();
         let result = self
@@ -369,17 +389,27 @@ impl Cache {
                 if freshness == Freshness::AcceptCached
                     && let Ok(Some(payload)) = self.cached(&entry_key).await
                 {
-                    return Ok((Arc::new(payload), CacheStatus::Hit));
+                    return Ok((Arc::new(payload), CacheStatus::Hit, u64::MAX));
                 }
                 let fresh = self
                     .timed_compute(endpoint, compute)
                     .await
                     .map_err(Arc::new)?;
-                let payload = self.store(key, &entry_key, &generations, seq, fresh).await;
-                Ok((Arc::new(payload), CacheStatus::Miss))
+                let (payload, includes) =
+                    self.store(key, &entry_key, &generations, seq, fresh).await;
+                Ok((Arc::new(payload), CacheStatus::Miss, includes))
             })
             .await;
-        let (payload, status) = result.map_err(ApiError::Shared)?;
+        let (payload, status, includes) = result.map_err(ApiError::Shared)?;
+        if includes < seq {
+            // Joined a computation that began before a create this request must see (promise
+            // 1): the stored entry has it, since creates update entries before they answer.
+            if let Ok(Some(payload)) = self.cached(&entry_key).await {
+                self.count_hit(endpoint);
+                return Ok((Arc::new(payload), CacheStatus::Hit));
+            }
+            return self.bypass(endpoint, compute).await;
+        }
         let labels = EndpointLabels { endpoint };
         match status {
             CacheStatus::Hit => self.metrics.cache_hits.get_or_create(&labels).inc(),
@@ -407,54 +437,93 @@ impl Cache {
         })
     }
 
-    /// Logs a create and brings every entry it falls in up to date. Whatever cannot be updated
-    /// exactly is removed; if the cache cannot be reached, the create falls back to an
-    /// invalidation, remembered until it is applied.
-    async fn apply_create(&self, mut write: LiveWrite) -> bool {
+    /// Logs a create and brings every entry it falls in up to date, together with whatever
+    /// other creates are waiting on this instance (see `Combiner`).
+    async fn apply_create(&self, write: LiveWrite) -> bool {
         let hook = self.before_update.lock().ok().and_then(|h| h.clone());
         if let Some(hook) = hook {
             hook().await;
         }
-        let touch = Touch::from(&write);
-        if self.has_pending() || !self.breaker.allow() {
-            return self.invalidate(&[touch]).await;
+        let (done_tx, mut done) = tokio::sync::oneshot::channel();
+        if let Ok(mut queue) = self.creates.queue.lock() {
+            queue.push((write, done_tx));
         }
-        let Ok(record) = serde_json::to_vec(&write) else {
-            return self.invalidate(&[touch]).await;
+        // The turn's holder takes every queued create, ours too if it came in time.
+        let _turn = self.creates.turn.lock().await;
+        if let Ok(applied) = done.try_recv() {
+            return applied;
+        }
+        let batch = self
+            .creates
+            .queue
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default();
+        let (writes, waiters): (Vec<LiveWrite>, Vec<_>) = batch.into_iter().unzip();
+        let applied = self.apply_creates(writes).await;
+        for waiter in waiters {
+            let _ = waiter.send(applied);
+        }
+        done.try_recv().unwrap_or(applied)
+    }
+
+    /// Logs `writes` and updates the entries they fall in; if the cache cannot be reached,
+    /// falls back to an invalidation of everything they touched, remembered until applied.
+    async fn apply_creates(&self, mut writes: Vec<LiveWrite>) -> bool {
+        if writes.is_empty() {
+            return true;
+        }
+        let touches: Vec<Touch> = writes.iter().map(Touch::from).collect();
+        if self.has_pending() || !self.breaker.allow() {
+            return self.invalidate(&touches).await;
+        }
+        let Ok(records) = writes.iter().map(serde_json::to_vec).collect() else {
+            return self.invalidate(&touches).await;
         };
-        let tags = [
-            key::Tag::Day(write.occurred_at.date_naive()),
-            key::Tag::User(write.user_id),
-        ];
+        let mut indexes: std::collections::BTreeMap<key::Tag, Vec<Point>> =
+            std::collections::BTreeMap::new();
+        for w in &writes {
+            let point = (w.occurred_at.timestamp_micros(), w.action.clone());
+            for tag in [
+                key::Tag::Day(w.occurred_at.date_naive()),
+                key::Tag::User(w.user_id),
+            ] {
+                indexes.entry(tag).or_default().push(point.clone());
+            }
+        }
         let request = AppendRequest {
-            record: &record,
-            index_keys: tags.iter().map(|t| t.index_keys(&self.prefix)).collect(),
-            at_us: write.occurred_at.timestamp_micros(),
-            action: &write.action,
+            records,
+            indexes: indexes
+                .into_iter()
+                .map(|(tag, points)| (tag.index_keys(&self.prefix), points))
+                .collect(),
             log_ttl_secs: self.ttl.as_secs().max(600),
         };
-        let Ok((seq, listed)) = self.bounded("append", self.backend_append(&request)).await else {
-            return self.invalidate(&[touch]).await;
+        let Ok((first, listed)) = self.bounded("append", self.backend_append(&request)).await
+        else {
+            return self.invalidate(&touches).await;
         };
-        write.seq = seq;
-        match self.update_entries(&write, listed).await {
+        for (seq, w) in (first..).zip(writes.iter_mut()) {
+            w.seq = seq;
+        }
+        match self.update_entries(&writes, listed).await {
             Ok(()) => true,
-            Err(_) => self.invalidate(&[touch]).await,
+            Err(_) => self.invalidate(&touches).await,
         }
     }
 
-    /// Applies `write` to the listed entries by compare-and-set, re-reading any that another
-    /// update rewrote first.
+    /// Applies `writes` to the listed entries by compare-and-set, re-reading any that another
+    /// instance (or a store) rewrote first.
     async fn update_entries(
         &self,
-        write: &LiveWrite,
+        writes: &[LiveWrite],
         mut listed: Vec<(String, Vec<u8>)>,
     ) -> Result<(), CacheError> {
         for _ in 0..MAX_UPDATE_ROUNDS {
             let mut replacements = Vec::new();
             let mut removals = Vec::new();
             for (key, raw) in listed.drain(..) {
-                match self.updated(&raw, write) {
+                match self.updated(&raw, writes) {
                     Update::Unneeded => {}
                     Update::Impossible => removals.push(key),
                     Update::To(value) => replacements.push((key, version_of(&raw).to_vec(), value)),
@@ -464,7 +533,6 @@ impl Cache {
             if replacements.is_empty() {
                 return Ok(());
             }
-            let count = replacements.len();
             let outcomes = self
                 .bounded("update", self.backend_replace(&replacements))
                 .await?;
@@ -477,7 +545,6 @@ impl Cache {
                 }
             }
             self.metrics.cache_updated_entries.inc_by(updated);
-            tracing::debug!(count, updated, "entries brought up to date by a create");
             if listed.is_empty() {
                 return Ok(());
             }
@@ -487,19 +554,31 @@ impl Cache {
             .await
     }
 
-    /// What `write` makes of one stored entry.
-    fn updated(&self, raw: &[u8], write: &LiveWrite) -> Update {
+    /// What `writes` make of one stored entry: only those it lacks are applied.
+    fn updated(&self, raw: &[u8], writes: &[LiveWrite]) -> Update {
         let Some(entry) = Entry::decode(raw) else {
             return Update::Impossible;
         };
         let Some((meta, state)) = entry.live else {
             return Update::Impossible;
         };
-        if !meta.lacks(write.seq, write.xid) {
+        let lacking: Vec<LiveWrite> = writes
+            .iter()
+            .filter(|w| meta.lacks(w.seq, w.xid))
+            .cloned()
+            .collect();
+        if lacking.is_empty() {
             return Update::Unneeded;
         }
-        match self.applier.apply(&state, write) {
-            Some((state, body)) => Update::To(
+        match self.applier.apply(&entry.payload.body, &state, &lacking) {
+            Some((body, state)) if body == entry.payload.body => Update::To(
+                Entry {
+                    payload: entry.payload,
+                    live: Some((meta, state)),
+                }
+                .encode(),
+            ),
+            Some((body, state)) => Update::To(
                 Entry {
                     payload: Payload::new(body),
                     live: Some((meta, state)),
@@ -632,10 +711,10 @@ impl Cache {
     async fn bypass<F, Fut>(
         &self,
         endpoint: &'static str,
-        compute: F,
+        compute: &F,
     ) -> ApiResult<(Arc<Payload>, CacheStatus)>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = ApiResult<Fresh>>,
     {
         let fresh = self.timed_compute(endpoint, compute).await?;
@@ -646,9 +725,9 @@ impl Cache {
         Ok((Arc::new(Payload::new(fresh.body)), CacheStatus::Bypass))
     }
 
-    async fn timed_compute<F, Fut>(&self, endpoint: &'static str, compute: F) -> ApiResult<Fresh>
+    async fn timed_compute<F, Fut>(&self, endpoint: &'static str, compute: &F) -> ApiResult<Fresh>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = ApiResult<Fresh>>,
     {
         let started = Instant::now();
@@ -661,8 +740,8 @@ impl Cache {
     }
 
     /// Stores a computed answer, first applying the creates logged since `seq` that its
-    /// snapshot did not see, and returns the answer as stored (or as computed, when it could
-    /// not be stored).
+    /// snapshot did not see. Returns the answer as stored (or as computed, when it could not be
+    /// stored) and the write-log position it includes.
     async fn store(
         &self,
         key: &CacheKey,
@@ -670,7 +749,7 @@ impl Cache {
         generations: &[(String, String)],
         mut seq: u64,
         fresh: Fresh,
-    ) -> Payload {
+    ) -> (Payload, u64) {
         let hook = self.before_store.lock().ok().and_then(|h| h.clone());
         if let Some(hook) = hook {
             hook().await;
@@ -713,13 +792,13 @@ impl Cache {
                 index_ttl_secs: self.ttl.as_secs() * 11 / 10 + 60,
             };
             match self.bounded("store", self.backend_store(&request)).await {
-                Ok(StoreOutcome::Stored) | Err(_) => return payload,
+                Ok(StoreOutcome::Stored) | Err(_) => return (payload, seq),
                 Ok(StoreOutcome::Refused) => {
                     tracing::debug!(
                         key = entry_key,
                         "not stored: a write invalidated it while it was computed"
                     );
-                    return payload;
+                    return (payload, seq);
                 }
                 Ok(StoreOutcome::Behind { seq: now, records }) => {
                     match self.catch_up(key, &payload, live.take(), &records) {
@@ -728,12 +807,12 @@ impl Cache {
                             live = state;
                             seq = now;
                         }
-                        None => return payload,
+                        None => return (payload, seq),
                     }
                 }
             }
         }
-        payload
+        (payload, seq)
     }
 
     /// Applies the logged creates an answer's snapshot did not see. `None` when one of them
@@ -745,23 +824,23 @@ impl Cache {
         live: Option<LiveSeed>,
         records: &[Vec<u8>],
     ) -> Option<(Payload, Option<LiveSeed>)> {
-        let mut body = None;
-        let mut live = live;
+        let mut lacking = Vec::new();
         for raw in records {
             let write = parse_record(raw)?;
-            if !key.is_changed_by(&write) {
-                continue;
+            if key.is_changed_by(&write) {
+                lacking.push(write);
             }
-            let (snapshot, state) = live.as_mut()?;
-            if snapshot.sees(write.xid) {
-                continue;
-            }
-            let (new_state, new_body) = self.applier.apply(state, &write)?;
-            *state = new_state;
-            body = Some(new_body);
         }
-        let payload = body.map_or_else(|| payload.clone(), Payload::new);
-        Some((payload, live))
+        let Some((snapshot, state)) = live else {
+            // Without a state nothing can be applied: only an answer no create changed stores.
+            return lacking.is_empty().then(|| (payload.clone(), None));
+        };
+        lacking.retain(|w| !snapshot.sees(w.xid));
+        if lacking.is_empty() {
+            return Some((payload.clone(), Some((snapshot, state))));
+        }
+        let (body, state) = self.applier.apply(&payload.body, &state, &lacking)?;
+        Some((Payload::new(body), Some((snapshot, state))))
     }
 
     fn generation_ttl_secs(&self) -> u64 {
@@ -884,7 +963,7 @@ impl Cache {
 
     async fn backend_append(
         &self,
-        req: &AppendRequest<'_>,
+        req: &AppendRequest,
     ) -> Result<(u64, Vec<(String, Vec<u8>)>), CacheError> {
         match &self.backend {
             Backend::Redis(r) => r.append(&self.prefix, req).await,

@@ -74,27 +74,45 @@ return { '1' }
 
 const APPEND_SCRIPT: &str = r"
 -- KEYS: log position, log, then (index, expiry) per tag
--- ARGV: record, log length, log ttl, occurred_at (µs), action
-local position = redis.call('INCR', KEYS[1])
-redis.call('ZADD', KEYS[2], position, position .. ':' .. ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-local at = tonumber(ARGV[4])
-local action = ARGV[5]
-local out = { tostring(position) }
+-- ARGV: log length, log ttl, record count r, records (r), then per tag: point count, then
+--       (occurred_at in µs, action) per point
+-- Answers: the first record's position, then (entry key, value) of every entry a point falls in.
+local r = tonumber(ARGV[3])
+local last = redis.call('INCRBY', KEYS[1], r)
+local first = last - r + 1
+for i = 1, r do
+  redis.call('ZADD', KEYS[2], first + i - 1, (first + i - 1) .. ':' .. ARGV[3 + i])
+end
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[1]) + 1))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+local out = { tostring(first) }
+local listed = {}
+local a = 4 + r
 for i = 3, #KEYS, 2 do
+  local count = tonumber(ARGV[a]); a = a + 1
+  local points = {}
+  for p = 1, count do
+    points[p] = { tonumber(ARGV[a]), ARGV[a + 1] }
+    a = a + 2
+  end
   prune(KEYS[i], KEYS[i + 1])
   local fields = redis.call('HGETALL', KEYS[i])
   for f = 1, #fields, 2 do
+    local key = fields[f]
     local from, to, only = scope_of(fields[f + 1])
-    if from ~= nil and from <= at and at < to and (only == '' or only == action) then
-      local value = redis.call('GET', fields[f])
-      if value then
-        out[#out + 1] = fields[f]
-        out[#out + 1] = value
-      else
-        redis.call('HDEL', KEYS[i], fields[f])
-        redis.call('ZREM', KEYS[i + 1], fields[f])
+    for p = 1, count do
+      local at, action = points[p][1], points[p][2]
+      if not listed[key] and from ~= nil and from <= at and at < to and (only == '' or only == action) then
+        listed[key] = true
+        local value = redis.call('GET', key)
+        if value then
+          out[#out + 1] = key
+          out[#out + 1] = value
+        else
+          redis.call('HDEL', KEYS[i], key)
+          redis.call('ZREM', KEYS[i + 1], key)
+        end
+        break
       end
     end
   end
@@ -305,23 +323,28 @@ impl RedisBackend {
     pub async fn append(
         &self,
         prefix: &str,
-        req: &AppendRequest<'_>,
+        req: &AppendRequest,
     ) -> Result<(u64, Vec<(String, Vec<u8>)>), CacheError> {
         let mut invocation = self.append_script.prepare_invoke();
         invocation.key(position_key(prefix)).key(log_key(prefix));
-        for (index, expiry) in &req.index_keys {
-            invocation.key(index).key(expiry);
-        }
         invocation
-            .arg(req.record)
             .arg(WRITE_LOG_LENGTH)
             .arg(req.log_ttl_secs)
-            .arg(req.at_us)
-            .arg(req.action);
+            .arg(req.records.len());
+        for record in &req.records {
+            invocation.arg(record);
+        }
+        for ((index, expiry), points) in &req.indexes {
+            invocation.key(index).key(expiry);
+            invocation.arg(points.len());
+            for (at_us, action) in points {
+                invocation.arg(at_us).arg(action);
+            }
+        }
         let reply: Vec<Vec<u8>> = self
             .with_connection(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        let (seq, listed) = reply
+        let (first, listed) = reply
             .split_first()
             .ok_or_else(|| CacheError::Backend("append script: no position".into()))?;
         let listed = listed
@@ -333,7 +356,7 @@ impl RedisBackend {
                 )
             })
             .collect();
-        Ok((parse_u64(seq)?, listed))
+        Ok((parse_u64(first)?, listed))
     }
 
     pub async fn replace(

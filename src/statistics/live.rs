@@ -25,24 +25,22 @@ pub fn top_users_kept(limit: i64) -> i64 {
     3 * limit + 30
 }
 
-/// A cached answer and what live updates need beside it.
+/// What live updates need beside a cached answer (which they read from its body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LiveState {
     Summary {
-        answer: Summary,
         action: Option<String>,
         duration_sum: f64,
         duration_count: i64,
     },
     Timeseries {
-        answer: Timeseries,
         action: Option<String>,
     },
     ActiveUsers {
-        answer: ActiveUsers,
         action: Option<String>,
     },
+    /// Top users shows the first `limit` of `kept`, so its body is made from the state.
     TopUsers {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -54,14 +52,19 @@ pub enum LiveState {
         outside_at_most: i64,
     },
     UserStats {
-        answer: UserStats,
         action: Option<String>,
     },
 }
 
-/// A create this state cannot absorb exactly: the entry must be recomputed.
+/// Creates this state cannot absorb exactly: the entry must be recomputed.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unprovable;
+
+impl From<serde_json::Error> for Unprovable {
+    fn from(_: serde_json::Error) -> Self {
+        Self
+    }
+}
 
 impl LiveState {
     /// A top-users state from the `top_users_kept(limit)` heaviest users of the range.
@@ -83,100 +86,64 @@ impl LiveState {
         }
     }
 
-    /// The JSON a client receives.
-    pub fn body(&self) -> serde_json::Result<Vec<u8>> {
+    /// The body of a top-users answer: what the state shows.
+    pub fn top_users_body(&self) -> Option<TopUsers> {
         match self {
-            Self::Summary { answer, .. } => serde_json::to_vec(answer),
-            Self::Timeseries { answer, .. } => serde_json::to_vec(answer),
-            Self::ActiveUsers { answer, .. } => serde_json::to_vec(answer),
-            Self::UserStats { answer, .. } => serde_json::to_vec(answer),
             Self::TopUsers {
                 from,
                 to,
                 limit,
                 kept,
                 ..
-            } => serde_json::to_vec(&TopUsers {
+            } => Some(TopUsers {
                 from: *from,
                 to: *to,
                 items: kept.iter().take(*limit).cloned().collect(),
             }),
+            _ => None,
         }
     }
 
-    /// Brings the state up to date with one create it did not include.
-    pub fn apply(&mut self, w: &LiveWrite) -> Result<(), Unprovable> {
-        match self {
+    /// Brings `body` (the answer) and the state up to date with creates they did not include.
+    pub fn apply(&mut self, body: &[u8], writes: &[LiveWrite]) -> Result<Vec<u8>, Unprovable> {
+        Ok(match self {
             Self::Summary {
-                answer,
                 action,
                 duration_sum,
                 duration_count,
             } => {
-                if !w.falls_in(answer.from, answer.to, action.as_deref()) {
-                    return Ok(());
+                let mut answer: Summary = serde_json::from_slice(body)?;
+                for w in writes {
+                    summary(
+                        &mut answer,
+                        action.as_deref(),
+                        duration_sum,
+                        duration_count,
+                        w,
+                    );
                 }
-                let (from, to) = (answer.from, answer.to);
-                answer.events += 1;
-                answer.value_sum += w.value.unwrap_or(0.0);
-                if let Some(d) = w.duration_ms {
-                    *duration_sum += d as f64;
-                    *duration_count += 1;
-                }
-                answer.avg_duration_ms = average(*duration_sum, *duration_count);
-                if !w.user_already_in(from, to, action.is_some()) {
-                    answer.unique_users += 1;
-                }
-                count_action(&mut answer.by_action, w, w.user_already_in(from, to, true));
+                serde_json::to_vec(&answer)?
             }
-            Self::Timeseries { answer, action } => {
-                if !w.falls_in(answer.from, answer.to, action.as_deref()) {
-                    return Ok(());
+            Self::Timeseries { action } => {
+                let mut answer: Timeseries = serde_json::from_slice(body)?;
+                for w in writes {
+                    timeseries(&mut answer, action.as_deref(), w)?;
                 }
-                // Points are in order and cover the range: the create's bucket is the last one
-                // starting at or before it, and ends where the next begins (or the range does).
-                let i = answer
-                    .points
-                    .partition_point(|p| p.start <= w.occurred_at)
-                    .checked_sub(1)
-                    .ok_or(Unprovable)?;
-                let end = answer
-                    .points
-                    .get(i + 1)
-                    .map_or(answer.to, |p| p.start)
-                    .min(answer.to);
-                let start = answer.points[i].start.max(answer.from);
-                let fresh_user = !w.user_already_in(start, end, action.is_some());
-                let point = &mut answer.points[i];
-                point.events += 1;
-                point.value_sum += w.value.unwrap_or(0.0);
-                if fresh_user {
-                    point.unique_users += 1;
-                }
+                serde_json::to_vec(&answer)?
             }
-            Self::ActiveUsers { answer, action } => {
-                let end = (answer.date + Duration::days(1))
-                    .and_hms_opt(0, 0, 0)
-                    .ok_or(Unprovable)?
-                    .and_utc();
-                let same = action.is_some();
-                for (days, count) in [
-                    (1, &mut answer.dau),
-                    (7, &mut answer.wau),
-                    (30, &mut answer.mau),
-                ] {
-                    let start = end - Duration::days(days);
-                    if w.falls_in(start, end, action.as_deref())
-                        && !w.user_already_in(start, end, same)
-                    {
-                        *count += 1;
-                    }
+            Self::ActiveUsers { action } => {
+                let mut answer: ActiveUsers = serde_json::from_slice(body)?;
+                for w in writes {
+                    active_users(&mut answer, action.as_deref(), w)?;
                 }
-                answer.stickiness = if answer.mau == 0 {
-                    0.0
-                } else {
-                    answer.dau as f64 / answer.mau as f64
-                };
+                serde_json::to_vec(&answer)?
+            }
+            Self::UserStats { action } => {
+                let mut answer: UserStats = serde_json::from_slice(body)?;
+                for w in writes {
+                    user_stats(&mut answer, action.as_deref(), w)?;
+                }
+                serde_json::to_vec(&answer)?
             }
             Self::TopUsers {
                 from,
@@ -186,18 +153,20 @@ impl LiveState {
                 kept,
                 outside_at_most,
             } => {
-                if !w.falls_in(*from, *to, action.as_deref()) {
-                    return Ok(());
-                }
-                match kept.iter_mut().find(|u| u.user_id == w.user_id) {
-                    Some(user) => {
-                        user.events += 1;
-                        user.value_sum += w.value.unwrap_or(0.0);
-                        user.last_seen = user.last_seen.max(w.occurred_at);
+                for w in writes {
+                    if !w.falls_in(*from, *to, action.as_deref()) {
+                        continue;
                     }
-                    // Someone outside: by how much they now lead is unknown, so the bound on
-                    // everyone outside rises by one (whatever order creates arrive in).
-                    None => *outside_at_most += 1,
+                    match kept.iter_mut().find(|u| u.user_id == w.user_id) {
+                        Some(user) => {
+                            user.events += 1;
+                            user.value_sum += w.value.unwrap_or(0.0);
+                            user.last_seen = user.last_seen.max(w.occurred_at);
+                        }
+                        // Someone outside: by how much they now lead is unknown, so the bound
+                        // on everyone outside rises by one (whatever order creates arrive in).
+                        None => *outside_at_most += 1,
+                    }
                 }
                 kept.sort_by(|a, b| b.events.cmp(&a.events).then(a.user_id.cmp(&b.user_id)));
                 // The shown list is exact while its last user has more events than anyone
@@ -209,41 +178,127 @@ impl LiveState {
                 if !provable {
                     return Err(Unprovable);
                 }
+                serde_json::to_vec(&self.top_users_body())?
             }
-            Self::UserStats { answer, action } => {
-                if w.user_id != answer.user_id
-                    || !w.falls_in(answer.from, answer.to, action.as_deref())
-                {
-                    return Ok(());
-                }
-                let (from, to) = (answer.from, answer.to);
-                answer.events += 1;
-                answer.value_sum += w.value.unwrap_or(0.0);
-                answer.first_seen = Some(
-                    answer
-                        .first_seen
-                        .map_or(w.occurred_at, |f| f.min(w.occurred_at)),
-                );
-                answer.last_seen = Some(
-                    answer
-                        .last_seen
-                        .map_or(w.occurred_at, |l| l.max(w.occurred_at)),
-                );
-                let day = w
-                    .occurred_at
-                    .date_naive()
-                    .and_hms_opt(0, 0, 0)
-                    .ok_or(Unprovable)?
-                    .and_utc();
-                let (day_start, day_end) = (day.max(from), (day + Duration::days(1)).min(to));
-                if !w.user_already_in(day_start, day_end, action.is_some()) {
-                    answer.active_days += 1;
-                }
-                count_action(&mut answer.by_action, w, w.user_already_in(from, to, true));
-            }
-        }
-        Ok(())
+        })
     }
+}
+
+fn summary(
+    answer: &mut Summary,
+    action: Option<&str>,
+    duration_sum: &mut f64,
+    duration_count: &mut i64,
+    w: &LiveWrite,
+) {
+    if !w.falls_in(answer.from, answer.to, action) {
+        return;
+    }
+    let (from, to) = (answer.from, answer.to);
+    answer.events += 1;
+    answer.value_sum += w.value.unwrap_or(0.0);
+    if let Some(d) = w.duration_ms {
+        *duration_sum += d as f64;
+        *duration_count += 1;
+    }
+    answer.avg_duration_ms = average(*duration_sum, *duration_count);
+    if !w.user_already_in(from, to, action.is_some()) {
+        answer.unique_users += 1;
+    }
+    count_action(&mut answer.by_action, w, w.user_already_in(from, to, true));
+}
+
+fn timeseries(
+    answer: &mut Timeseries,
+    action: Option<&str>,
+    w: &LiveWrite,
+) -> Result<(), Unprovable> {
+    if !w.falls_in(answer.from, answer.to, action) {
+        return Ok(());
+    }
+    // Points are in order and cover the range: the create's bucket is the last one starting at
+    // or before it, and ends where the next begins (or the range does).
+    let i = answer
+        .points
+        .partition_point(|p| p.start <= w.occurred_at)
+        .checked_sub(1)
+        .ok_or(Unprovable)?;
+    let end = answer
+        .points
+        .get(i + 1)
+        .map_or(answer.to, |p| p.start)
+        .min(answer.to);
+    let start = answer.points[i].start.max(answer.from);
+    let fresh_user = !w.user_already_in(start, end, action.is_some());
+    let point = &mut answer.points[i];
+    point.events += 1;
+    point.value_sum += w.value.unwrap_or(0.0);
+    if fresh_user {
+        point.unique_users += 1;
+    }
+    Ok(())
+}
+
+fn active_users(
+    answer: &mut ActiveUsers,
+    action: Option<&str>,
+    w: &LiveWrite,
+) -> Result<(), Unprovable> {
+    let end = (answer.date + Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .ok_or(Unprovable)?
+        .and_utc();
+    for (days, count) in [
+        (1, &mut answer.dau),
+        (7, &mut answer.wau),
+        (30, &mut answer.mau),
+    ] {
+        let start = end - Duration::days(days);
+        if w.falls_in(start, end, action) && !w.user_already_in(start, end, action.is_some()) {
+            *count += 1;
+        }
+    }
+    answer.stickiness = if answer.mau == 0 {
+        0.0
+    } else {
+        answer.dau as f64 / answer.mau as f64
+    };
+    Ok(())
+}
+
+fn user_stats(
+    answer: &mut UserStats,
+    action: Option<&str>,
+    w: &LiveWrite,
+) -> Result<(), Unprovable> {
+    if w.user_id != answer.user_id || !w.falls_in(answer.from, answer.to, action) {
+        return Ok(());
+    }
+    let (from, to) = (answer.from, answer.to);
+    answer.events += 1;
+    answer.value_sum += w.value.unwrap_or(0.0);
+    answer.first_seen = Some(
+        answer
+            .first_seen
+            .map_or(w.occurred_at, |f| f.min(w.occurred_at)),
+    );
+    answer.last_seen = Some(
+        answer
+            .last_seen
+            .map_or(w.occurred_at, |l| l.max(w.occurred_at)),
+    );
+    let day = w
+        .occurred_at
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .ok_or(Unprovable)?
+        .and_utc();
+    let (day_start, day_end) = (day.max(from), (day + Duration::days(1)).min(to));
+    if !w.user_already_in(day_start, day_end, action.is_some()) {
+        answer.active_days += 1;
+    }
+    count_action(&mut answer.by_action, w, w.user_already_in(from, to, true));
+    Ok(())
 }
 
 /// Counts the create in its action's row, which stays in the order the queries give: most
@@ -273,9 +328,9 @@ fn count_action(by_action: &mut Vec<ActionCount>, w: &LiveWrite, user_already_co
 pub struct Applier;
 
 impl LiveApplier for Applier {
-    fn apply(&self, state: &[u8], write: &LiveWrite) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn apply(&self, body: &[u8], state: &[u8], writes: &[LiveWrite]) -> Option<(Vec<u8>, Vec<u8>)> {
         let mut state: LiveState = serde_json::from_slice(state).ok()?;
-        state.apply(write).ok()?;
-        Some((serde_json::to_vec(&state).ok()?, state.body().ok()?))
+        let body = state.apply(body, writes).ok()?;
+        Some((body, serde_json::to_vec(&state).ok()?))
     }
 }

@@ -20,9 +20,9 @@ use live::LiveState;
 pub type Answer = (Arc<Payload>, CacheStatus);
 
 /// What a miss hands the cache: the answer, and the state and snapshot live updates start from.
-fn fresh(snapshot: Snapshot, state: LiveState) -> ApiResult<Fresh> {
+fn fresh(snapshot: Snapshot, answer: &impl serde::Serialize, state: LiveState) -> ApiResult<Fresh> {
     Ok(Fresh {
-        body: state.body().map_err(|e| ApiError::Internal(e.into()))?,
+        body: to_json(answer)?,
         live: Some((snapshot, to_json(&state)?)),
     })
 }
@@ -39,17 +39,17 @@ pub async fn summary(state: &AppState, q: StatsQuery, freshness: Freshness) -> A
         q.action.as_ref(),
         None,
     );
-    let pool = state.pool.clone();
+    let (pool, q) = (&state.pool, &q);
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
             let (snapshot, totals) =
-                db::stats::in_snapshot(&pool, async |tx| db::stats::summary_totals(tx, &q).await)
+                db::stats::in_snapshot(pool, async |tx| db::stats::summary_totals(tx, q).await)
                     .await?;
             fresh(
                 snapshot,
+                &totals.summary,
                 LiveState::Summary {
-                    answer: totals.summary,
                     action: action_name(q.action.as_ref()),
                     duration_sum: totals.duration_sum,
                     duration_count: totals.duration_count,
@@ -73,18 +73,17 @@ pub async fn timeseries(
         q.action.as_ref(),
         None,
     );
-    let pool = state.pool.clone();
+    let (pool, q) = (&state.pool, &q);
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
-            let (snapshot, answer) = db::stats::in_snapshot(&pool, async |tx| {
-                db::stats::timeseries(tx, &q, bucket).await
-            })
-            .await?;
+            let (snapshot, answer) =
+                db::stats::in_snapshot(pool, async |tx| db::stats::timeseries(tx, q, bucket).await)
+                    .await?;
             fresh(
                 snapshot,
+                &answer,
                 LiveState::Timeseries {
-                    answer,
                     action: action_name(q.action.as_ref()),
                 },
             )
@@ -110,22 +109,16 @@ pub async fn active_users(
         action.as_ref(),
         None,
     );
-    let pool = state.pool.clone();
+    let (pool, action) = (&state.pool, &action);
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
             let name = action_name(action.as_ref());
-            let (snapshot, answer) = db::stats::in_snapshot(&pool, async |tx| {
+            let (snapshot, answer) = db::stats::in_snapshot(pool, async |tx| {
                 db::stats::active_users(tx, day, name.as_deref()).await
             })
             .await?;
-            fresh(
-                snapshot,
-                LiveState::ActiveUsers {
-                    answer,
-                    action: name,
-                },
-            )
+            fresh(snapshot, &answer, LiveState::ActiveUsers { action: name })
         })
         .await
 }
@@ -144,25 +137,22 @@ pub async fn top_users(
         q.action.as_ref(),
         None,
     );
-    let pool = state.pool.clone();
+    let (pool, q) = (&state.pool, &q);
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
             // More users than asked, so that creates by those just below the list keep it cached.
             let kept = TopUsersLimit(live::top_users_kept(limit.0));
-            let (snapshot, items) = db::stats::in_snapshot(&pool, async |tx| {
-                db::stats::top_users_in(tx, &q, kept).await
-            })
-            .await?;
+            let (snapshot, items) =
+                db::stats::in_snapshot(pool, async |tx| db::stats::top_users_in(tx, q, kept).await)
+                    .await?;
             let answer = db::stats::TopUsers {
                 from: q.range.from(),
                 to: q.range.to(),
                 items,
             };
-            fresh(
-                snapshot,
-                LiveState::top_users(answer, action_name(q.action.as_ref()), limit.0),
-            )
+            let state = LiveState::top_users(answer, action_name(q.action.as_ref()), limit.0);
+            fresh(snapshot, &state.top_users_body(), state)
         })
         .await
 }
@@ -180,18 +170,18 @@ pub async fn user_stats(
         q.action.as_ref(),
         Some(user_id),
     );
-    let pool = state.pool.clone();
+    let (pool, q) = (&state.pool, &q);
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
-            let (snapshot, answer) = db::stats::in_snapshot(&pool, async |tx| {
-                db::stats::user_stats(tx, user_id, &q).await
+            let (snapshot, answer) = db::stats::in_snapshot(pool, async |tx| {
+                db::stats::user_stats(tx, user_id, q).await
             })
             .await?;
             fresh(
                 snapshot,
+                &answer,
                 LiveState::UserStats {
-                    answer,
                     action: action_name(q.action.as_ref()),
                 },
             )
