@@ -25,3 +25,7 @@ begin
     end loop;
 end
 $$;
+
+-- A create's neighbours of the same action (docs/cache.md, "Live ingest"): without this index the
+-- planner reads them through the action index, walking every user's activities of that action.
+create index activities_user_action_occurred_at_idx on activities (user_id, action, occurred_at);

@@ -1,21 +1,23 @@
 //! Activity rows: insert, find, list (keyset pages), update and delete.
 
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::domain::{
-    Activity, ActivityPatch, ListActivitiesQuery, LiveWrite, Neighbours, NewActivity,
+    Activity, ActivityPatch, ListActivitiesQuery, LiveWrite, Neighbours, NewActivity, Touch,
 };
 
-/// Inserts one activity under its user's write lock (migration 5) and reads what the cache needs
-/// to apply it to cached answers: the transaction id and the user's neighbouring activities.
-/// Must run inside a transaction, which holds the lock until it ends: the neighbours stay true
-/// until the create has committed.
-pub async fn insert_activity(
-    tx: &mut PgConnection,
-    a: &NewActivity,
-) -> sqlx::Result<(Activity, LiveWrite)> {
+/// A stored activity, what the cache needs to apply it to cached answers, and the id of the
+/// `cache_pending` row that records the cache update it owes (migration 6).
+pub type Created = (Activity, LiveWrite, i64);
+
+/// Inserts one activity under its user's write lock (migration 5), records the cache update it
+/// owes, and reads what the cache needs to apply it: the transaction id and the user's
+/// neighbouring activities. Must run inside a transaction, which holds the lock until it ends:
+/// the neighbours stay true until the create has committed.
+pub async fn insert_activity(tx: &mut PgConnection, a: &NewActivity) -> sqlx::Result<Created> {
     // The lock is taken in its own statement before the neighbours are read: under read committed
     // a statement sees what committed before it started, so the neighbours' statement, started
     // after the lock was granted, sees every earlier write of this user.
@@ -34,16 +36,20 @@ pub async fn insert_activity(
     .bind(&a.properties)
     .fetch_one(&mut *tx)
     .await?;
-    // Each neighbour is one short scan of the (user_id, occurred_at) index.
+    // Each neighbour is one short scan of a (user_id, [action,] occurred_at) index. The pending
+    // row rides along to save a round trip.
     type Row = (
+        i64,
         String,
         Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
     );
-    let (xid, prev_any, next_any, prev_same, next_same): Row = sqlx::query_as(
-        "select pg_current_xact_id()::text,
+    let touches = [Touch::from(&stored)];
+    let (pending, xid, prev_any, next_any, prev_same, next_same): Row = sqlx::query_as(
+        "with pending as (insert into cache_pending (touches) values ($5) returning id)
+         select (select id from pending), pg_current_xact_id()::text,
             (select occurred_at from activities where user_id = $1 and occurred_at <= $2 and id <> $3
              order by occurred_at desc limit 1),
             (select occurred_at from activities where user_id = $1 and occurred_at >= $2 and id <> $3
@@ -57,6 +63,7 @@ pub async fn insert_activity(
     .bind(stored.occurred_at)
     .bind(stored.id)
     .bind(&stored.action)
+    .bind(Json(&touches))
     .fetch_one(&mut *tx)
     .await?;
     let xid = xid
@@ -77,7 +84,7 @@ pub async fn insert_activity(
             next_same,
         },
     };
-    Ok((stored, write))
+    Ok((stored, write, pending))
 }
 
 /// Takes the write locks of `users` until the transaction ends (see `insert_activity`).

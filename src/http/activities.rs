@@ -85,18 +85,16 @@ pub async fn create_activity(
         Idempotent::Replay(response) => return Ok(response),
         Idempotent::Proceed(claim) => claim,
     };
-    let touches = [Touch::from(&new)];
     let (stored, live, pending) = match claim {
         None => {
-            let mut tx = state.pool.begin().await?;
-            let (stored, live) = db::activities::insert_activity(&mut tx, &new).await?;
-            let pending = db::pending::insert_pending(&mut tx, &touches).await?;
+            let mut tx = db::begin_write(&state.pool).await?;
+            let created = db::activities::insert_activity(&mut tx, &new).await?;
             tx.commit().await?;
-            (stored, live, pending)
+            created
         }
         Some(mut claim) => {
-            let (stored, live) = db::activities::insert_activity(claim.connection(), &new).await?;
-            let pending = db::pending::insert_pending(claim.connection(), &touches).await?;
+            let (stored, live, pending) =
+                db::activities::insert_activity(claim.connection(), &new).await?;
             claim
                 .finish(
                     StatusCode::CREATED,
@@ -188,7 +186,7 @@ pub async fn create_activities(
     let touches: Vec<Touch> = batch.iter().map(Touch::from).collect();
     let (created, pending) = match claim {
         None => {
-            let mut tx = state.pool.begin().await?;
+            let mut tx = db::begin_write(&state.pool).await?;
             let created = BatchCreated {
                 inserted: db::activities::insert_activities(&mut *tx, &batch).await?,
                 ids,
@@ -290,7 +288,7 @@ pub async fn patch_activity(
     let id = parse_id(&path)?;
     let body = read_json(&req, payload, SINGLE_LIMIT).await?;
     let patch = ActivityPatch::parse(&body, Utc::now()).map_err(ApiError::Validation)?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = db::begin_write(&state.pool).await?;
     // The write locks of the users before and after (docs/cache.md, "Live ingest"), taken
     // before the row's own lock so that every writer takes its locks in the same order.
     let current = db::activities::find_activity(&mut *tx, id)
@@ -330,7 +328,7 @@ pub async fn delete_activity(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&path)?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = db::begin_write(&state.pool).await?;
     let removed = db::activities::delete_activity(&mut *tx, id)
         .await?
         .ok_or_else(|| not_found(id))?;

@@ -368,7 +368,7 @@ async fn two_concurrent_first_creates_of_one_user_in_a_range_count_the_user_once
             Utc::now(),
         )
         .expect("valid");
-        let (_, write) = insert_activity(&mut tx, &first).await.expect("insert");
+        let (_, write, _) = insert_activity(&mut tx, &first).await.expect("insert");
         // ...when another create of the same user arrives: it must wait for the first to commit
         // before it decides whether the user is new.
         let second = {
