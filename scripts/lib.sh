@@ -28,5 +28,6 @@ drop_database() {
 }
 
 clear_prefix() {
-  redis-cli --scan --pattern "$1:*" | xargs -r redis-cli del >/dev/null 2>&1 || true
+  # Keys are "{PREFIX}:…" (a Redis Cluster hash tag).
+  redis-cli --scan --pattern "{$1}:*" | xargs -r redis-cli del >/dev/null 2>&1 || true
 }

@@ -273,7 +273,9 @@ impl Cache {
         };
         Ok(Self {
             backend,
-            prefix: settings.cache_prefix.clone(),
+            // Every key of a deployment carries its prefix as a Redis Cluster hash tag, so each
+            // script's keys (an entry, its indexes, the write log) share one slot.
+            prefix: format!("{{{}}}", settings.cache_prefix),
             ttl: settings.cache_ttl,
             op_timeout: settings.cache_op_timeout,
             breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN),

@@ -108,7 +108,7 @@ impl Drop for PrefixCleanup {
         let Some(url) = self.redis_url.clone() else {
             return;
         };
-        let pattern = format!("{}:*", self.prefix);
+        let pattern = format!("{{{}}}:*", self.prefix);
         let _ = std::thread::spawn(move || {
             let Ok(client) = redis::Client::open(url) else {
                 return;

@@ -310,7 +310,7 @@ async fn index_walks_keep_only_entries_alive() {
         ))
         .await;
     }
-    let index = format!("{}:ix:d:2026-10-15", app.prefix);
+    let index = format!("{{{}}}:ix:d:2026-10-15", app.prefix);
     let expiry = format!("{index}:exp");
     let fields: usize = redis::cmd("HLEN")
         .arg(&index)
