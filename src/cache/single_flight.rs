@@ -3,6 +3,10 @@
 //! The key includes the tag generations read before computing, so a request that starts after
 //! a write has been invalidated never joins a computation that began before it (that result
 //! might not include the write).
+//!
+//! A call's entry leaves the map when the call finishes, and also when every caller waiting on
+//! it has gone (clients that disconnect during a slow miss cancel their requests): otherwise
+//! each abandoned key would stay forever, since keys with generations never come back.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,17 +38,45 @@ impl<T: Clone> SingleFlight<T> {
             let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
             calls.entry(key.clone()).or_default().clone()
         };
-        let result = cell.get_or_init(work).await.clone();
-        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        if calls.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            calls.remove(&key);
-        }
-        result
+        let caller = Caller {
+            flight: self,
+            key,
+            cell,
+        };
+        caller.cell.get_or_init(work).await.clone()
+        // `caller` drops here, or earlier if this future is cancelled.
     }
 
     /// Calls in progress (for tests and diagnostics).
     pub fn in_flight(&self) -> usize {
         self.calls.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
+impl<T> SingleFlight<T> {
+    /// Forgets `cell` under `key` once it has its result, or once nobody waits on it any more.
+    fn leave(&self, key: &str, cell: &Arc<OnceCell<T>>) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        // Callers join under this lock, so the count cannot grow while it is read: two
+        // references left are the map's and the one leaving.
+        if calls.get(key).is_some_and(|c| Arc::ptr_eq(c, cell))
+            && (cell.initialized() || Arc::strong_count(cell) <= 2)
+        {
+            calls.remove(key);
+        }
+    }
+}
+
+/// One caller of a call, however it ends.
+struct Caller<'a, T> {
+    flight: &'a SingleFlight<T>,
+    key: String,
+    cell: Arc<OnceCell<T>>,
+}
+
+impl<T> Drop for Caller<'_, T> {
+    fn drop(&mut self) {
+        self.flight.leave(&self.key, &self.cell);
     }
 }
 
@@ -76,6 +108,61 @@ mod tests {
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert_eq!(flight.in_flight(), 0, "finished calls are forgotten");
+    }
+
+    #[tokio::test]
+    async fn calls_whose_callers_all_went_away_are_forgotten() {
+        let flight = Arc::new(SingleFlight::<usize>::default());
+        let callers: Vec<_> = (0..1000)
+            .map(|i| {
+                let flight = flight.clone();
+                tokio::spawn(async move {
+                    // A few keys shared by many callers, and many keys with one caller each.
+                    let key = if i % 2 == 0 {
+                        format!("shared-{}", i % 10)
+                    } else {
+                        format!("own-{i}")
+                    };
+                    flight
+                        .run(key, || async {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            0
+                        })
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(flight.in_flight() > 0);
+        for caller in &callers {
+            caller.abort();
+        }
+        for caller in callers {
+            let _ = caller.await;
+        }
+        assert_eq!(flight.in_flight(), 0, "abandoned calls stay in the map");
+    }
+
+    #[tokio::test]
+    async fn a_call_survives_while_one_caller_still_waits() {
+        let flight = Arc::new(SingleFlight::<usize>::default());
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            7
+        };
+        let (a, b) = (flight.clone(), flight.clone());
+        let first = tokio::spawn(async move { a.run("k".into(), slow).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = tokio::spawn(async move { b.run("k".into(), || async { 99 }).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        first.abort();
+        assert_eq!(
+            flight.in_flight(),
+            1,
+            "the second caller still waits on the call"
+        );
+        assert_eq!(second.await.expect("second"), 99, "it takes the call over");
+        assert_eq!(flight.in_flight(), 0);
     }
 
     #[tokio::test]
