@@ -15,9 +15,11 @@ run: services release
 	@echo "Dashboard: http://127.0.0.1:8080/   (add #token=<the key above>)"; echo
 	$(BIN) serve
 
-## Every test: unit tests and the integration tests against real Postgres and Redis.
+## Every test: unit tests, the integration tests against real Postgres and Redis, and a short
+## deterministic fuzz run of the live API (`make fuzz` is the long one).
 test: services
 	$(CARGO) test --all-targets
+	FUZZ_EXAMPLES=8 ./scripts/fuzz.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -16,7 +16,9 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::KeyStore;
 use crate::cache::Cache;
 use crate::config::Settings;
-use crate::http::middleware::{problem_for_other_errors, record_metrics, request_id_header};
+use crate::http::middleware::{
+    head_as_get, problem_for_other_errors, record_metrics, request_id_header, security_headers,
+};
 use crate::http::rate_limit::{RateLimiter, limit_rate};
 use crate::metrics::Metrics;
 use crate::pending_updates::PendingUpdates;
@@ -43,7 +45,7 @@ impl AppState {
             Arc::new(crate::statistics::live::Applier),
         )?);
         Ok(Self {
-            keys: KeyStore::new(pool.clone()),
+            keys: KeyStore::new(db::key_pool(settings)?),
             pending: Arc::new(PendingUpdates::new(pool.clone(), cache.clone())),
             pool,
             cache,
@@ -65,6 +67,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state = web::Data::new(AppState::new(&settings)?);
+        state.cache.check_eviction_policy().await?;
         state.cache.spawn_retry_task();
         state.pending.spawn();
         spawn_housekeeping(state.clone());
@@ -85,6 +88,8 @@ impl Application {
                 .wrap(from_fn(limit_rate))
                 .wrap(from_fn(record_metrics))
                 .wrap(from_fn(request_id_header))
+                .wrap(from_fn(security_headers))
+                .wrap(from_fn(head_as_get))
                 .wrap(TracingLogger::default())
                 .app_data(server_state.clone())
                 .configure(http::configure)

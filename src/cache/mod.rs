@@ -397,9 +397,9 @@ impl Cache {
                     .timed_compute(endpoint, compute)
                     .await
                     .map_err(Arc::new)?;
-                let (payload, includes) =
+                let (payload, includes, status) =
                     self.store(key, &entry_key, &generations, seq, fresh).await;
-                Ok((Arc::new(payload), CacheStatus::Miss, includes))
+                Ok((Arc::new(payload), status, includes))
             })
             .await;
         let (payload, status, includes) = result.map_err(ApiError::Shared)?;
@@ -415,7 +415,8 @@ impl Cache {
         let labels = EndpointLabels { endpoint };
         match status {
             CacheStatus::Hit => self.metrics.cache_hits.get_or_create(&labels).inc(),
-            _ => self.metrics.cache_misses.get_or_create(&labels).inc(),
+            CacheStatus::Miss => self.metrics.cache_misses.get_or_create(&labels).inc(),
+            CacheStatus::Bypass => self.metrics.cache_bypasses.get_or_create(&labels).inc(),
         };
         Ok((payload, status))
     }
@@ -641,6 +642,34 @@ impl Cache {
         Ok(removed)
     }
 
+    /// Refuses a Redis that may evict keys: an evicted index or generation would let a write
+    /// miss entries it changes, and stale answers be served (docs/cache.md, "Eviction"). A full
+    /// Redis under `noeviction` only costs BYPASS. A Redis that cannot be asked is let through
+    /// with a warning, so a cache outage at start does not stop the service (promise 5).
+    pub async fn check_eviction_policy(&self) -> Result<(), CacheError> {
+        let Backend::Redis(r) = &self.backend else {
+            return Ok(());
+        };
+        match tokio::time::timeout(Duration::from_secs(2), r.eviction_settings()).await {
+            Ok(Ok((maxmemory, policy))) if maxmemory > 0 && policy != "noeviction" => {
+                Err(CacheError::Backend(format!(
+                    "Redis evicts keys (maxmemory-policy {policy}, maxmemory {maxmemory}): an evicted index or counter would serve stale statistics; set maxmemory-policy noeviction, or maxmemory 0"
+                )))
+            }
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not read Redis' maxmemory-policy; it must be noeviction (or maxmemory 0)");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Redis did not answer at start; its maxmemory-policy must be noeviction (or maxmemory 0)"
+                );
+                Ok(())
+            }
+        }
+    }
+
     pub async fn health(&self) -> CacheHealth {
         match &self.backend {
             Backend::Memory(_) => CacheHealth::Memory,
@@ -743,7 +772,8 @@ impl Cache {
 
     /// Stores a computed answer, first applying the creates logged since `seq` that its
     /// snapshot did not see. Returns the answer as stored (or as computed, when it could not be
-    /// stored) and the write-log position it includes.
+    /// stored), the write-log position it includes, and `Bypass` if the cache failed (`Miss`
+    /// otherwise, stored or refused by a racing write).
     async fn store(
         &self,
         key: &CacheKey,
@@ -751,7 +781,7 @@ impl Cache {
         generations: &[(String, String)],
         mut seq: u64,
         fresh: Fresh,
-    ) -> (Payload, u64) {
+    ) -> (Payload, u64, CacheStatus) {
         let hook = self.before_store.lock().ok().and_then(|h| h.clone());
         if let Some(hook) = hook {
             hook().await;
@@ -794,13 +824,14 @@ impl Cache {
                 index_ttl_secs: self.ttl.as_secs() * 11 / 10 + 60,
             };
             match self.bounded("store", self.backend_store(&request)).await {
-                Ok(StoreOutcome::Stored) | Err(_) => return (payload, seq),
+                Ok(StoreOutcome::Stored) => return (payload, seq, CacheStatus::Miss),
+                Err(_) => return (payload, seq, CacheStatus::Bypass),
                 Ok(StoreOutcome::Refused) => {
                     tracing::debug!(
                         key = entry_key,
                         "not stored: a write invalidated it while it was computed"
                     );
-                    return (payload, seq);
+                    return (payload, seq, CacheStatus::Miss);
                 }
                 Ok(StoreOutcome::Behind { seq: now, records }) => {
                     match self.catch_up(key, &payload, live.take(), &records) {
@@ -809,12 +840,12 @@ impl Cache {
                             live = state;
                             seq = now;
                         }
-                        None => return (payload, seq),
+                        None => return (payload, seq, CacheStatus::Miss),
                     }
                 }
             }
         }
-        (payload, seq)
+        (payload, seq, CacheStatus::Miss)
     }
 
     /// Applies the logged creates an answer's snapshot did not see. `None` when one of them

@@ -138,6 +138,11 @@ end
 return out
 ";
 
+/// Runs even when Redis is full under `noeviction` (`allow-oom`): it mostly deletes, and a
+/// refused invalidation would keep stale entries alive. Starts with its shebang line, so it is
+/// put in front of `PRUNE`, not after.
+const INVALIDATE_SHEBANG: &str = "#!lua flags=allow-oom\n";
+
 const INVALIDATE_SCRIPT: &str = r"
 -- KEYS: generation keys (n), then (index, expiry) per tag
 -- ARGV: generation ttl, n, then per tag: span count, then (first, last, action) per span
@@ -205,7 +210,9 @@ impl RedisBackend {
             store_script: Script::new(&format!("{PRUNE}{STORE_SCRIPT}")),
             append_script: Script::new(&format!("{PRUNE}{APPEND_SCRIPT}")),
             replace_script: Script::new(REPLACE_SCRIPT),
-            invalidate_script: Script::new(&format!("{PRUNE}{INVALIDATE_SCRIPT}")),
+            invalidate_script: Script::new(&format!(
+                "{INVALIDATE_SHEBANG}{PRUNE}{INVALIDATE_SCRIPT}"
+            )),
         })
     }
 
@@ -454,6 +461,31 @@ impl RedisBackend {
             }
             cursor = next;
         }
+    }
+
+    /// Redis' `maxmemory` and `maxmemory-policy`, if it lets us read them (managed services may
+    /// rename `CONFIG`).
+    pub async fn eviction_settings(&self) -> Result<(u64, String), CacheError> {
+        let pairs: Vec<String> = self
+            .with_connection(|mut c| async move {
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("maxmemory*")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let setting = |name: &str| {
+            pairs
+                .chunks_exact(2)
+                .find(|p| p[0] == name)
+                .map(|p| p[1].clone())
+        };
+        let maxmemory = setting("maxmemory")
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| CacheError::Backend("CONFIG GET maxmemory gave no number".into()))?;
+        let policy = setting("maxmemory-policy").unwrap_or_else(|| "noeviction".into());
+        Ok((maxmemory, policy))
     }
 
     pub async fn ping(&self) -> Result<(), CacheError> {

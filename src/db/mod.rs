@@ -21,6 +21,17 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A pool that connects lazily, so the service starts (and `/readyz` reports) while the
 /// database is away, and requests fail fast with 503 instead of hanging.
 pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+    pool_of(settings, settings.db_max_connections)
+}
+
+/// A small pool of its own for checking API keys: when the database is slower than the load
+/// and every connection of the main pool is taken, requests still get their keys checked, so
+/// cached answers go on being served while the others fail fast with 503.
+pub fn key_pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+    pool_of(settings, 2)
+}
+
+fn pool_of(settings: &Settings, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     // No statement may hold a connection (and a client) longer than this: a runaway query is
     // cancelled and the request answered 503 instead of queueing everyone behind it.
     // JIT is off: the statistics read a few thousand rollup rows, and compiling a plan (tens of
@@ -34,7 +45,7 @@ pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
         ("plan_cache_mode", "force_custom_plan"),
     ]);
     Ok(PgPoolOptions::new()
-        .max_connections(settings.db_max_connections)
+        .max_connections(max_connections)
         .acquire_timeout(settings.db_acquire_timeout)
         .idle_timeout(Duration::from_secs(300))
         .connect_lazy_with(options))

@@ -14,6 +14,16 @@ use crate::error::FieldError;
 pub const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
 /// How far in the future `occurred_at` may lie (clock skew between clients and us).
 pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
+/// Largest `value` either way: any amount of money, in any currency's smallest unit, fits, and
+/// a sum of them stays far from where a double loses whole units or overflows.
+pub const MAX_ABS_VALUE: f64 = 1e12;
+/// Longest `duration_ms`: 30 days. Durations are summed for averages; bounded, a sum over
+/// billions of activities stays an exact integer in a double.
+pub const MAX_DURATION_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Largest decimal exponent of a number inside `properties`. Numbers are kept exactly as
+/// written (not rounded to doubles); Postgres stores them as `numeric`, which refuses beyond
+/// about 1e131072, so the rule stops far below that.
+pub const MAX_PROPERTY_EXPONENT: i64 = 1000;
 
 const WRITABLE: [&str; 6] = [
     "user_id",
@@ -166,17 +176,24 @@ impl<'a> Fields<'a> {
 
     fn duration_ms(&mut self) -> Option<Option<i64>> {
         self.parse("duration_ms", |v| match v.as_i64() {
-            Some(n) if n >= 0 => Ok(n),
-            _ if v.as_u64().is_some() => Err("is too large".into()),
+            Some(n) if (0..=MAX_DURATION_MS).contains(&n) => Ok(n),
+            Some(n) if n > MAX_DURATION_MS => Err(format!(
+                "must be at most {MAX_DURATION_MS} (30 days in milliseconds)"
+            )),
+            _ if v.as_u64().is_some() => Err(format!(
+                "must be at most {MAX_DURATION_MS} (30 days in milliseconds)"
+            )),
             _ => Err("must be an integer >= 0".into()),
         })
     }
 
     fn value(&mut self) -> Option<Option<f64>> {
-        self.parse("value", |v| {
-            v.as_f64()
-                .filter(|f| f.is_finite())
-                .ok_or_else(|| "must be a finite number".to_owned())
+        self.parse("value", |v| match v.as_f64() {
+            Some(f) if f.is_finite() && f.abs() <= MAX_ABS_VALUE => Ok(f),
+            Some(_) if v.is_number() => Err(format!(
+                "must be between -{MAX_ABS_VALUE:e} and {MAX_ABS_VALUE:e}"
+            )),
+            _ => Err("must be a finite number".to_owned()),
         })
     }
 
@@ -196,6 +213,11 @@ impl<'a> Fields<'a> {
                     "must not contain the character U+0000 (Postgres cannot store it)".into(),
                 );
             }
+            if let Some(n) = first_number_beyond(v, MAX_PROPERTY_EXPONENT) {
+                return Err(format!(
+                    "holds the number {n}: numbers must lie within 1e-{MAX_PROPERTY_EXPONENT} to 1e{MAX_PROPERTY_EXPONENT} in size"
+                ));
+            }
             Ok(v.clone())
         })
     }
@@ -206,6 +228,41 @@ impl<'a> Fields<'a> {
             _ => Err(self.errors),
         }
     }
+}
+
+/// The first number (depth first) whose decimal exponent lies beyond `limit` either way.
+/// Numbers keep the text they were written in (serde_json's `arbitrary_precision`).
+fn first_number_beyond(v: &Value, limit: i64) -> Option<&serde_json::Number> {
+    match v {
+        Value::Number(n) => (decimal_exponent(n.as_str()).abs() > limit).then_some(n),
+        Value::Array(items) => items.iter().find_map(|i| first_number_beyond(i, limit)),
+        Value::Object(map) => map.values().find_map(|i| first_number_beyond(i, limit)),
+        _ => None,
+    }
+}
+
+/// Roughly the power of ten of a JSON number's text (`-12.5e3` → 4; `0.001` → -3); saturates
+/// rather than overflowing on absurd exponents.
+fn decimal_exponent(text: &str) -> i64 {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (
+            &text[..i],
+            text[i + 1..].parse::<i64>().unwrap_or(i64::MAX / 2),
+        ),
+        None => (text, 0),
+    };
+    let digits = mantissa.trim_start_matches('-');
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let int = int.trim_start_matches('0');
+    let magnitude = if !int.is_empty() {
+        int.len() as i64
+    } else {
+        match frac.find(|c| c != '0') {
+            Some(zeros) => -(zeros as i64),
+            None => 0, // zero
+        }
+    };
+    magnitude.saturating_add(exponent)
 }
 
 /// Postgres' jsonb refuses `\u0000` in any string or key.
@@ -358,6 +415,34 @@ mod tests {
                 "array",
             ),
             (
+                json!({"user_id": user, "action": "x", "value": -1.7976931348623157e308}),
+                "value",
+                "a sum of two would overflow",
+            ),
+            (
+                json!({"user_id": user, "action": "x", "value": 1.000001e12}),
+                "value",
+                "just over the bound",
+            ),
+            (
+                json!({"user_id": user, "action": "x", "duration_ms": MAX_DURATION_MS + 1}),
+                "duration_ms",
+                "longer than 30 days",
+            ),
+            (
+                json!({"user_id": user, "action": "x", "duration_ms": u64::MAX}),
+                "duration_ms",
+                "beyond i64",
+            ),
+            (
+                serde_json::from_str(&format!(
+                    r#"{{"user_id": "{user}", "action": "x", "properties": {{"a": [{{"b": 1e1001}}]}}}}"#
+                ))
+                .expect("json"),
+                "properties",
+                "a number Postgres could not store",
+            ),
+            (
                 json!({"user_id": user, "action": "x", "id": user}),
                 "id",
                 "read-only field",
@@ -369,6 +454,39 @@ mod tests {
                 vec![field.to_owned()],
                 "{case}"
             );
+        }
+    }
+
+    #[test]
+    fn values_at_the_bounds_and_extreme_property_numbers_are_accepted() {
+        let user = "6f1c7a1e-4b8f-4c1b-9d4f-3c2d1e0f9a8b";
+        let body: Value = serde_json::from_str(&format!(
+            r#"{{"user_id": "{user}", "action": "x", "value": -1e12, "duration_ms": {MAX_DURATION_MS},
+                "properties": {{"max": -1.7976931348623157e308, "big": 123456789012345678901234567890123,
+                                "tiny": 1e-1000, "huge": 9.99e999}}}}"#
+        ))
+        .expect("json");
+        let parsed = NewActivity::parse(&body, "", now()).expect("valid");
+        assert_eq!(parsed.value, Some(-1e12));
+        // Numbers are kept as written, not rounded to a double.
+        assert_eq!(
+            serde_json::to_string(&parsed.properties).expect("json"),
+            r#"{"big":123456789012345678901234567890123,"huge":9.99e+999,"max":-1.7976931348623157e+308,"tiny":1e-1000}"#
+        );
+    }
+
+    #[test]
+    fn a_number_s_decimal_exponent() {
+        for (text, exponent) in [
+            ("0", 0),
+            ("7", 1),
+            ("-12.5e3", 5),
+            ("0.001", -2),
+            ("1e-1000", -999),
+            ("9.99e999", 1000),
+            ("1e99999999999999999999", i64::MAX / 2 + 1),
+        ] {
+            assert_eq!(decimal_exponent(text), exponent, "{text}");
         }
     }
 

@@ -26,8 +26,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
-        // The page holds a token: never let it be framed by another site.
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(body)
 }

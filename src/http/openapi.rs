@@ -22,11 +22,14 @@ pub struct CreateActivity {
     action: String,
     /// RFC 3339; default now; at most 5 minutes in the future
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
-    #[schema(minimum = 0)]
+    /// 0 to 2592000000 (30 days), so sums of durations stay exact
+    #[schema(minimum = 0, maximum = 2_592_000_000_i64)]
     duration_ms: Option<i64>,
-    /// any finite number
+    /// a finite number from -1e12 to 1e12, so sums stay exact and finite
+    #[schema(minimum = -1e12, maximum = 1e12)]
     value: Option<f64>,
-    /// a JSON object of at most 16 KiB
+    /// a JSON object of at most 16 KiB; numbers in it are kept exactly as written (any number
+    /// of digits, powers of ten from -1000 to 1000), strings may not contain U+0000
     #[schema(value_type = Option<Object>)]
     properties: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -40,8 +43,9 @@ pub struct PatchActivity {
     #[schema(pattern = "^[a-z0-9_.:-]{1,64}$")]
     action: Option<String>,
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 2_592_000_000_i64)]
     duration_ms: Option<i64>,
+    #[schema(minimum = -1e12, maximum = 1e12)]
     value: Option<f64>,
     #[schema(value_type = Option<Object>)]
     properties: Option<serde_json::Map<String, serde_json::Value>>,

@@ -25,9 +25,10 @@ pub fn top_users_kept(limit: i64) -> i64 {
     3 * limit + 30
 }
 
-/// What live updates need beside a cached answer (which they read from its body).
+/// What live updates need beside a cached answer (which they read from its body). Externally
+/// tagged: serde's internally tagged enums buffer numbers in a way `arbitrary_precision` breaks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum LiveState {
     Summary {
         action: Option<String>,
@@ -160,7 +161,7 @@ impl LiveState {
                     match kept.iter_mut().find(|u| u.user_id == w.user_id) {
                         Some(user) => {
                             user.events += 1;
-                            user.value_sum += w.value.unwrap_or(0.0);
+                            user.value_sum = add_value(user.value_sum, w);
                             user.last_seen = user.last_seen.max(w.occurred_at);
                         }
                         // Someone outside: by how much they now lead is unknown, so the bound
@@ -196,7 +197,7 @@ fn summary(
     }
     let (from, to) = (answer.from, answer.to);
     answer.events += 1;
-    answer.value_sum += w.value.unwrap_or(0.0);
+    answer.value_sum = add_value(answer.value_sum, w);
     if let Some(d) = w.duration_ms {
         *duration_sum += d as f64;
         *duration_count += 1;
@@ -232,7 +233,7 @@ fn timeseries(
     let fresh_user = !w.user_already_in(start, end, action.is_some());
     let point = &mut answer.points[i];
     point.events += 1;
-    point.value_sum += w.value.unwrap_or(0.0);
+    point.value_sum = add_value(point.value_sum, w);
     if fresh_user {
         point.unique_users += 1;
     }
@@ -276,7 +277,7 @@ fn user_stats(
     }
     let (from, to) = (answer.from, answer.to);
     answer.events += 1;
-    answer.value_sum += w.value.unwrap_or(0.0);
+    answer.value_sum = add_value(answer.value_sum, w);
     answer.first_seen = Some(
         answer
             .first_seen
@@ -299,6 +300,12 @@ fn user_stats(
     }
     count_action(&mut answer.by_action, w, w.user_already_in(from, to, true));
     Ok(())
+}
+
+/// A sum of values plus the create's, saturating like the queries do (`activity_float8`): rows
+/// stored before `value` was bounded may hold values near the largest double.
+fn add_value(sum: f64, w: &LiveWrite) -> f64 {
+    (sum + w.value.unwrap_or(0.0)).clamp(-f64::MAX, f64::MAX)
 }
 
 /// Counts the create in its action's row, which stays in the order the queries give: most

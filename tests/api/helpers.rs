@@ -139,6 +139,7 @@ pub struct AppOptions {
     pub cache_op_timeout: Duration,
     /// (requests per second, burst) per API key
     pub rate_limit: (u32, u32),
+    pub db_max_connections: u32,
 }
 
 impl Default for AppOptions {
@@ -152,6 +153,7 @@ impl Default for AppOptions {
             // fault tests set the contract's 50 ms themselves.
             cache_op_timeout: Duration::from_millis(1000),
             rate_limit: (100_000, 100_000),
+            db_max_connections: 10,
         }
     }
 }
@@ -182,7 +184,14 @@ pub async fn spawn_app_on(backend: Backend) -> TestApp {
     .await
 }
 
-pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    try_spawn_app_with(options)
+        .await
+        .expect("build application")
+}
+
+/// The application, or why it refused to start.
+pub async fn try_spawn_app_with(mut options: AppOptions) -> anyhow::Result<TestApp> {
     let database = match options.database.clone() {
         Some(db) => db,
         None => TestDatabase::create().await,
@@ -210,13 +219,11 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
         cors_allowed_origins: vec!["https://dashboard.example".into()],
         log_format: LogFormat::Pretty,
         db_acquire_timeout: Duration::from_millis(1000),
-        db_max_connections: 10,
+        db_max_connections: options.db_max_connections,
         rate_limit_per_second: options.rate_limit.0,
         rate_limit_burst: options.rate_limit.1,
     };
-    let app = Application::build(settings)
-        .await
-        .expect("build application");
+    let app = Application::build(settings).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     tokio::spawn(app.run_until_stopped());
@@ -231,7 +238,7 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
                 .expect("create key")
         }
     };
-    TestApp {
+    Ok(TestApp {
         address,
         client: reqwest::Client::new(),
         admin_token: token(Role::Admin).await,
@@ -242,7 +249,7 @@ pub async fn spawn_app_with(mut options: AppOptions) -> TestApp {
         prefix: prefix.clone(),
         options,
         _cleanup: Arc::new(PrefixCleanup { prefix, redis_url }),
-    }
+    })
 }
 
 impl TestApp {
@@ -447,15 +454,25 @@ pub fn problem_fields(body: &Value) -> Vec<String> {
 pub struct OwnRedis {
     pub port: u16,
     child: Option<std::process::Child>,
+    settings: Vec<String>,
 }
 
 impl OwnRedis {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A server with more settings (`["--maxmemory", "2mb"]`).
+    pub async fn start_with(settings: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let mut redis = Self { port, child: None };
+        let mut redis = Self {
+            port,
+            child: None,
+            settings: settings.iter().map(|s| (*s).to_owned()).collect(),
+        };
         redis.restart().await;
         redis
     }
@@ -477,6 +494,7 @@ impl OwnRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(&self.settings)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server must be installed to run the fault tests");

@@ -7,6 +7,7 @@ mod cache;
 mod contract;
 mod faults;
 mod helpers;
+mod hostile;
 mod live;
 mod rollups;
 mod stats;

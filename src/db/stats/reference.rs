@@ -12,7 +12,7 @@ use crate::domain::{Bucket, StatsQuery, TopUsersLimit};
 
 pub async fn summary(db: &mut PgConnection, q: &StatsQuery) -> sqlx::Result<Summary> {
     let (events, unique_users, value_sum, avg_duration_ms): (i64, i64, f64, Option<f64>) = sqlx::query_as(
-        "select count(*), count(distinct user_id), coalesce(sum(value), 0)::float8, avg(duration_ms)::float8
+        "select count(*), count(distinct user_id), activity_float8(coalesce(sum(value::numeric), 0)), avg(duration_ms)::float8
          from activities
          where occurred_at >= $1 and occurred_at < $2 and ($3::text is null or action = $3)",
     )
@@ -60,7 +60,7 @@ pub async fn timeseries(
          ), counts as (
              select date_trunc($3, occurred_at at time zone 'UTC') as start,
                     count(*) as events, count(distinct user_id) as unique_users,
-                    coalesce(sum(value), 0)::float8 as value_sum
+                    coalesce(sum(value::numeric), 0) as value_sum
              from activities
              where occurred_at >= $1 and occurred_at < $2 and ($4::text is null or action = $4)
              group by 1
@@ -68,7 +68,7 @@ pub async fn timeseries(
          select b.start at time zone 'UTC' as start,
                 coalesce(c.events, 0) as events,
                 coalesce(c.unique_users, 0) as unique_users,
-                coalesce(c.value_sum, 0)::float8 as value_sum
+                activity_float8(coalesce(c.value_sum, 0)) as value_sum
          from buckets b left join counts c using (start)
          order by b.start",
     )
@@ -117,7 +117,7 @@ pub async fn top_users(
     limit: TopUsersLimit,
 ) -> sqlx::Result<TopUsers> {
     let items = sqlx::query_as(
-        "select user_id, count(*) as events, coalesce(sum(value), 0)::float8 as value_sum, max(occurred_at) as last_seen
+        "select user_id, count(*) as events, activity_float8(coalesce(sum(value::numeric), 0)) as value_sum, max(occurred_at) as last_seen
          from activities
          where occurred_at >= $1 and occurred_at < $2 and ($3::text is null or action = $3)
          group by user_id
@@ -144,7 +144,7 @@ pub async fn user_stats(
 ) -> sqlx::Result<UserStats> {
     type Totals = (i64, f64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, i64);
     let (events, value_sum, first_seen, last_seen, active_days): Totals = sqlx::query_as(
-        "select count(*), coalesce(sum(value), 0)::float8, min(occurred_at), max(occurred_at),
+        "select count(*), activity_float8(coalesce(sum(value::numeric), 0)), min(occurred_at), max(occurred_at),
                 count(distinct (occurred_at at time zone 'UTC')::date)
          from activities
          where user_id = $1 and occurred_at >= $2 and occurred_at < $3 and ($4::text is null or action = $4)",

@@ -61,12 +61,12 @@ with edge as materialized (
             from edge e left join all_bitmaps b on b.chunk = activity_user_chunk(e.ordinal)
             where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0) as n
 )
-select t.action, t.events, coalesce(a.n, 0) as unique_users, t.value_sum::float8 as value_sum,
+select t.action, t.events, coalesce(a.n, 0) as unique_users, activity_float8(t.value_sum) as value_sum,
        t.duration_sum::float8 as duration_sum, t.duration_count::int8 as duration_count
 from totals t left join action_users a using (action)
 union all
 select null, coalesce(sum(events), 0)::int8, (select n from all_users),
-       coalesce(sum(value_sum), 0)::float8,
+       activity_float8(coalesce(sum(value_sum), 0)),
        coalesce(sum(duration_sum), 0)::float8, coalesce(sum(duration_count), 0)::int8
 from totals";
 

@@ -49,7 +49,7 @@ with buckets as (
 select b.start at time zone 'UTC' as start,
        coalesce(c.events, 0) as events,
        coalesce(u.n, 0) as unique_users,
-       coalesce(c.value_sum, 0)::float8 as value_sum
+       activity_float8(coalesce(c.value_sum, 0)) as value_sum
 from buckets b left join counts c using (start) left join users u using (start)
 order by b.start";
 

@@ -61,7 +61,7 @@ macro_rules! totals_sql {
                  order by events desc, user_id
                  limit $9
              )
-             select t.user_id, t.events, t.value_sum::float8 as value_sum,
+             select t.user_id, t.events, activity_float8(t.value_sum) as value_sum,
                     (select max(a.occurred_at) from activities a
                      where a.user_id = t.user_id and a.occurred_at >= $1 and a.occurred_at < $2
                        and ($5::text is null or a.action = $5)) as last_seen
