@@ -13,8 +13,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::LiveApplier;
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
 use crate::db::stats::{
-    ActionCount, ActiveUsers, Summary, Timeseries, TopUser, TopUsers, UserStats, average,
+    ActionCount, ActiveUsers, Point, Summary, TopUser, TopUsers, UserStats, average,
 };
 use crate::domain::LiveWrite;
 
@@ -125,13 +129,7 @@ impl LiveState {
                 }
                 serde_json::to_vec(&answer)?
             }
-            Self::Timeseries { action } => {
-                let mut answer: Timeseries = serde_json::from_slice(body)?;
-                for w in writes {
-                    timeseries(&mut answer, action.as_deref(), w)?;
-                }
-                serde_json::to_vec(&answer)?
-            }
+            Self::Timeseries { action } => timeseries(body, action.as_deref(), writes)?,
             Self::ActiveUsers { action } => {
                 let mut answer: ActiveUsers = serde_json::from_slice(body)?;
                 for w in writes {
@@ -209,35 +207,87 @@ fn summary(
     count_action(&mut answer.by_action, w, w.user_already_in(from, to, true));
 }
 
+/// A time series as stored, its points left unparsed: a create changes one point, and an hourly
+/// series over a month has 720 of them, so only the points a create needs are parsed (a binary
+/// search reads a few starts) and the rest are copied as they were.
+#[derive(Deserialize)]
+struct StoredSeries<'a> {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    #[serde(borrow)]
+    bucket: &'a RawValue,
+    #[serde(borrow)]
+    points: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PointStart {
+    start: DateTime<Utc>,
+}
+
 fn timeseries(
-    answer: &mut Timeseries,
+    body: &[u8],
     action: Option<&str>,
-    w: &LiveWrite,
-) -> Result<(), Unprovable> {
-    if !w.falls_in(answer.from, answer.to, action) {
-        return Ok(());
+    writes: &[LiveWrite],
+) -> Result<Vec<u8>, Unprovable> {
+    let series: StoredSeries<'_> = serde_json::from_slice(body)?;
+    let start_of = |i: usize| -> Result<DateTime<Utc>, Unprovable> {
+        Ok(serde_json::from_str::<PointStart>(series.points[i].get())?.start)
+    };
+    let mut changed: BTreeMap<usize, Point> = BTreeMap::new();
+    for w in writes {
+        if !w.falls_in(series.from, series.to, action) {
+            continue;
+        }
+        // Points are in order and cover the range: the create's bucket is the last one starting
+        // at or before it, and ends where the next begins (or the range does).
+        let (mut lo, mut hi) = (0, series.points.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if start_of(mid)? <= w.occurred_at {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let i = lo.checked_sub(1).ok_or(Unprovable)?;
+        let end = match series.points.get(i + 1) {
+            Some(_) => start_of(i + 1)?.min(series.to),
+            None => series.to,
+        };
+        let point = match changed.entry(i) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(serde_json::from_str(series.points[i].get())?)
+            }
+        };
+        let start = point.start.max(series.from);
+        point.events += 1;
+        point.value_sum = add_value(point.value_sum, w);
+        if !w.user_already_in(start, end, action.is_some()) {
+            point.unique_users += 1;
+        }
     }
-    // Points are in order and cover the range: the create's bucket is the last one starting at
-    // or before it, and ends where the next begins (or the range does).
-    let i = answer
-        .points
-        .partition_point(|p| p.start <= w.occurred_at)
-        .checked_sub(1)
-        .ok_or(Unprovable)?;
-    let end = answer
-        .points
-        .get(i + 1)
-        .map_or(answer.to, |p| p.start)
-        .min(answer.to);
-    let start = answer.points[i].start.max(answer.from);
-    let fresh_user = !w.user_already_in(start, end, action.is_some());
-    let point = &mut answer.points[i];
-    point.events += 1;
-    point.value_sum = add_value(point.value_sum, w);
-    if fresh_user {
-        point.unique_users += 1;
+    // The same bytes serde would write for a `Timeseries`, field for field.
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.extend_from_slice(b"{\"from\":");
+    serde_json::to_writer(&mut out, &series.from)?;
+    out.extend_from_slice(b",\"to\":");
+    serde_json::to_writer(&mut out, &series.to)?;
+    out.extend_from_slice(b",\"bucket\":");
+    out.extend_from_slice(series.bucket.get().as_bytes());
+    out.extend_from_slice(b",\"points\":[");
+    for (i, raw) in series.points.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match changed.get(&i) {
+            Some(point) => serde_json::to_writer(&mut out, point)?,
+            None => out.extend_from_slice(raw.get().as_bytes()),
+        }
     }
-    Ok(())
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 fn active_users(
@@ -339,5 +389,71 @@ impl LiveApplier for Applier {
         let mut state: LiveState = serde_json::from_slice(state).ok()?;
         let body = state.apply(body, writes).ok()?;
         Some((body, serde_json::to_vec(&state).ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::stats::Timeseries;
+    use crate::domain::{Bucket, Neighbours, parse_instant};
+    use uuid::Uuid;
+
+    fn at(raw: &str) -> DateTime<Utc> {
+        parse_instant(raw).expect(raw)
+    }
+
+    #[test]
+    fn a_series_updated_in_place_is_what_serde_would_write() {
+        let point = |day: &str, events| Point {
+            start: at(day),
+            events,
+            unique_users: events,
+            value_sum: 0.5 * events as f64,
+        };
+        let mut series = Timeseries {
+            from: at("2026-11-01T06:00:00Z"),
+            to: at("2026-11-04T00:00:00Z"),
+            bucket: Bucket::Day,
+            points: vec![
+                point("2026-11-01", 3),
+                point("2026-11-02", 0),
+                point("2026-11-03", 7),
+            ],
+        };
+        let body = serde_json::to_vec(&series).expect("json");
+        let write = |occurred: &str, prev: Option<&str>| LiveWrite {
+            seq: 1,
+            xid: 1,
+            user_id: Uuid::nil(),
+            action: "view".into(),
+            occurred_at: at(occurred),
+            duration_ms: None,
+            value: Some(0.25),
+            neighbours: Neighbours {
+                prev_any: prev.map(at),
+                ..Neighbours::default()
+            },
+        };
+        let writes = [
+            write("2026-11-02T10:00:00Z", None),
+            write("2026-11-02T11:00:00Z", Some("2026-11-02T10:00:00Z")),
+            write("2026-11-01T05:00:00Z", None), // before `from`: not counted
+            write("2026-11-03T23:59:59.999999Z", Some("2026-11-01T12:00:00Z")),
+        ];
+        let updated = timeseries(&body, None, &writes).expect("applied");
+        series.points[1] = Point {
+            start: at("2026-11-02"),
+            events: 2,
+            unique_users: 1,
+            value_sum: 0.5,
+        };
+        series.points[2].events += 1;
+        series.points[2].unique_users += 1;
+        series.points[2].value_sum += 0.25;
+        assert_eq!(
+            String::from_utf8(updated).expect("utf-8"),
+            String::from_utf8(serde_json::to_vec(&series).expect("json")).expect("utf-8")
+        );
     }
 }
