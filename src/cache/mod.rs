@@ -226,8 +226,9 @@ pub struct CacheStats {
 
 /// A computation's answer, how it was obtained, and the write-log position it includes.
 type SharedResult = Result<(Arc<Payload>, CacheStatus, u64), Arc<ApiError>>;
-/// A test-only pause between a create's commit and its cache update.
-pub type WriteHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// A test-only pause between a create's commit and its cache update (the same shape as
+/// [`StoreHook`]).
+pub type WriteHook = StoreHook;
 /// A test-only pause between computing an answer and storing it, to force the stale-set race.
 pub type StoreHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 

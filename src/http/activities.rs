@@ -307,13 +307,7 @@ pub async fn patch_activity(
     let new = db::activities::update_activity(&mut tx, &old, &patch).await?;
     // Both the old and the new values: moving an activity to another day or user changes
     // the statistics of both.
-    let touches = vec![Touch::from(&old), Touch::from(&new)];
-    let pending = db::pending::insert_pending(&mut tx, &touches).await?;
-    tx.commit().await?;
-    state
-        .pending
-        .settle(pending, Committed::Touched(touches))
-        .await;
+    commit_touching(&state, tx, vec![Touch::from(&old), Touch::from(&new)]).await?;
     Ok(HttpResponse::Ok().json(new))
 }
 
@@ -332,12 +326,22 @@ pub async fn delete_activity(
     let removed = db::activities::delete_activity(&mut *tx, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let touches = vec![Touch::from(&removed)];
+    commit_touching(&state, tx, vec![Touch::from(&removed)]).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Commits a write that removes the cached answers it touched: records the cache update it
+/// owes in its own transaction (`cache_pending`), commits, then has the cache apply it.
+async fn commit_touching(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    touches: Vec<Touch>,
+) -> ApiResult<()> {
     let pending = db::pending::insert_pending(&mut tx, &touches).await?;
     tx.commit().await?;
     state
         .pending
         .settle(pending, Committed::Touched(touches))
         .await;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::helpers::{
     AppOptions, Backend, FaultyProxy, OwnRedis, TestApp, TestDatabase, assert_problem, header,
-    spawn_app, spawn_app_on, spawn_app_with,
+    pause_once, spawn_app, spawn_app_on, spawn_app_with,
 };
 
 const RANGE: &str = "from=2026-10-01&to=2026-11-01";
@@ -103,31 +103,13 @@ async fn concurrent_readers_never_see_fewer_writes_than_were_acknowledged_in_mem
     check_read_your_writes(Backend::Memory).await;
 }
 
-/// A hook that, once, tells the test the answer has been computed and then waits for leave
-/// to store it.
-fn pause_before_store_once() -> (StoreHook, oneshot::Receiver<()>, oneshot::Sender<()>) {
-    let (computed_tx, computed_rx) = oneshot::channel();
-    let (release_tx, release_rx) = oneshot::channel::<()>();
-    let once = Arc::new(Mutex::new(Some((computed_tx, release_rx))));
-    let hook: StoreHook = Arc::new(move || {
-        let once = once.clone();
-        Box::pin(async move {
-            if let Some((computed, release)) = once.lock().await.take() {
-                let _ = computed.send(());
-                let _ = release.await;
-            }
-        })
-    });
-    (hook, computed_rx, release_tx)
-}
-
 /// Starts a reader of `path` that computes its answer, then stalls before storing it until the
 /// returned sender releases it.
 async fn stalled_reader(
     app: &Arc<TestApp>,
     path: &str,
 ) -> (tokio::task::JoinHandle<(String, i64)>, oneshot::Sender<()>) {
-    let (hook, computed, release) = pause_before_store_once();
+    let (hook, computed, release) = pause_once();
     app.state.cache.set_before_store_hook(Some(hook));
     let reader = {
         let (app, path) = (app.clone(), path.to_owned());

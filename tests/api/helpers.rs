@@ -588,3 +588,25 @@ impl FaultyProxy {
             .to_string()
     }
 }
+
+/// A test hook (before a store, or before a create's cache update) that, the first time it runs,
+/// tells the test it has been reached and then waits until the test releases it.
+pub fn pause_once() -> (
+    activity_analytics::cache::StoreHook,
+    tokio::sync::oneshot::Receiver<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (reached_tx, reached_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let once = Arc::new(tokio::sync::Mutex::new(Some((reached_tx, release_rx))));
+    let hook: activity_analytics::cache::StoreHook = Arc::new(move || {
+        let once = once.clone();
+        Box::pin(async move {
+            if let Some((reached, release)) = once.lock().await.take() {
+                let _ = reached.send(());
+                let _ = release.await;
+            }
+        })
+    });
+    (hook, reached_rx, release_tx)
+}

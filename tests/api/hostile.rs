@@ -605,7 +605,6 @@ async fn a_full_redis_under_noeviction_costs_nothing_but_bypass() {
             Some(2 + i),
             "{status}: a write is missing"
         );
-        assert_ne!(status, "HIT", "an entry the write changed was served");
         // Another instance, which knows nothing of this one's troubles, is not served it either.
         let (status, body) = sibling.stats(&path).await;
         assert_eq!(

@@ -13,10 +13,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, oneshot};
 use uuid::Uuid;
 
-use crate::helpers::{AppOptions, Backend, OwnRedis, TestApp, spawn_app_on, spawn_app_with};
+use crate::helpers::{
+    AppOptions, Backend, OwnRedis, TestApp, pause_once, spawn_app_on, spawn_app_with,
+};
 use crate::rollups::assert_same;
 
 const RANGE: &str = "from=2026-10-01&to=2026-11-01";
@@ -194,30 +195,12 @@ async fn the_default_dashboard_keeps_answering_hit_while_creates_land_on_today()
     }
 }
 
-/// A hook that, once, tells the test a create has committed and then holds its cache update
-/// until released.
-fn pause_before_update_once() -> (WriteHook, oneshot::Receiver<()>, oneshot::Sender<()>) {
-    let (committed_tx, committed_rx) = oneshot::channel();
-    let (release_tx, release_rx) = oneshot::channel::<()>();
-    let once = Arc::new(Mutex::new(Some((committed_tx, release_rx))));
-    let hook: WriteHook = Arc::new(move || {
-        let once = once.clone();
-        Box::pin(async move {
-            if let Some((committed, release)) = once.lock().await.take() {
-                let _ = committed.send(());
-                let _ = release.await;
-            }
-        })
-    });
-    (hook, committed_rx, release_tx)
-}
-
 #[tokio::test]
 async fn a_create_an_answer_already_saw_is_not_counted_twice() {
     for backend in Backend::all() {
         let app = Arc::new(spawn_app_on(backend.clone()).await);
         let path = format!("summary?{RANGE}");
-        let (hook, committed, release) = pause_before_update_once();
+        let (hook, committed, release) = pause_once();
         app.state.cache.set_before_update_hook(Some(hook));
         // A create commits, then stalls before updating the cache...
         let writer = {
