@@ -638,3 +638,38 @@ async fn a_full_redis_under_noeviction_costs_nothing_but_bypass() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn activities_at_the_far_edges_of_time_are_served_by_every_endpoint() {
+    let app = spawn_app().await;
+    for (at, day, range) in [
+        (
+            "0001-01-01T00:00:00Z",
+            "0001-01-01",
+            "from=0001-01-01&to=0001-01-31",
+        ),
+        (
+            "1969-12-31T23:59:59.999999Z",
+            "1969-12-31",
+            "from=1969-12-01&to=1970-01-01",
+        ),
+    ] {
+        let user = Uuid::new_v4();
+        let created = app.create(user, "view", at, Some(1.0)).await;
+        let id = created["id"].as_str().expect("id");
+        let mut paths = vec![
+            format!("/api/v1/activities/{id}"),
+            format!("/api/v1/activities?user_id={user}&from={day}"),
+            format!("/api/v1/stats/summary?{range}"),
+            format!("/api/v1/stats/top-users?{range}"),
+            format!("/api/v1/stats/users/{user}?{range}"),
+            format!("/api/v1/stats/active-users?date={day}"),
+        ];
+        for bucket in ["day", "week", "month"] {
+            paths.push(format!("/api/v1/stats/timeseries?{range}&bucket={bucket}"));
+        }
+        assert_every_read_answers(&app, &paths, at).await;
+        let (_, summary) = app.stats(&format!("summary?{range}")).await;
+        assert_eq!(summary["events"].as_i64(), Some(1), "{at}");
+    }
+}
