@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::entry::version_of;
-use super::key::{Invalidation, Scope, Span};
+use super::key::{Invalidation, Scope};
 use super::{AppendRequest, Replaced, StoreOutcome, StoreRequest, WRITE_LOG_LENGTH, format_record};
 
 /// Entries kept at most; the least useful are evicted past it.
@@ -101,21 +101,13 @@ impl MemoryBackend {
             indexes.log.pop_front();
         }
         let mut listed: Vec<(String, Vec<u8>)> = Vec::new();
-        for ((index, _), points) in &req.indexes {
+        for ((index, _), spans) in &req.indexes {
             let Some(fields) = indexes.entries.get_mut(index) else {
                 continue;
             };
             self.prune(fields);
-            let spans: Vec<Span> = points
-                .iter()
-                .map(|(at, action)| Span {
-                    first_us: *at,
-                    last_us: *at,
-                    action: action.clone(),
-                })
-                .collect();
             for (key, scope) in fields.iter() {
-                if Scope::decode(scope).is_some_and(|s| s.is_touched_by(&spans))
+                if Scope::decode(scope).is_some_and(|s| s.is_touched_by(spans))
                     && !listed.iter().any(|(k, _)| k == key)
                     && let Some(value) = self.entries.get(key)
                 {

@@ -132,13 +132,10 @@ pub enum Replaced {
 /// the entries they fall in.
 pub struct AppendRequest {
     records: Vec<Vec<u8>>,
-    /// Per tag touched: (index hash, index expiry), and the points written there.
-    indexes: Vec<((String, String), Vec<Point>)>,
+    /// Per tag touched: (index hash, index expiry), and the spans written there.
+    indexes: Vec<((String, String), Vec<key::Span>)>,
     log_ttl_secs: u64,
 }
-
-/// One written activity as an index walk matches it: (occurred_at in µs, action).
-pub type Point = (i64, String);
 
 /// What a miss computed: the answer, and the state and snapshot that let creates update it.
 pub struct Fresh {
@@ -484,22 +481,14 @@ impl Cache {
         let Ok(records) = writes.iter().map(serde_json::to_vec).collect() else {
             return self.invalidate(&touches).await;
         };
-        let mut indexes: std::collections::BTreeMap<key::Tag, Vec<Point>> =
-            std::collections::BTreeMap::new();
-        for w in &writes {
-            let point = (w.occurred_at.timestamp_micros(), w.action.clone());
-            for tag in [
-                key::Tag::Day(w.occurred_at.date_naive()),
-                key::Tag::User(w.user_id),
-            ] {
-                indexes.entry(tag).or_default().push(point.clone());
-            }
-        }
+        // The entries to update are found as an invalidation would find them: by the same tags
+        // and spans (a listed entry a create does not change is left as it was by the applier).
         let request = AppendRequest {
             records,
-            indexes: indexes
+            indexes: Invalidation::from_touches(&touches)
+                .spans
                 .into_iter()
-                .map(|(tag, points)| (tag.index_keys(&self.prefix), points))
+                .map(|(tag, spans)| (tag.index_keys(&self.prefix), spans))
                 .collect(),
             log_ttl_secs: self.ttl.as_secs().max(600),
         };
@@ -574,23 +563,22 @@ impl Cache {
         if lacking.is_empty() {
             return Update::Unneeded;
         }
-        match self.applier.apply(&entry.payload.body, &state, &lacking) {
-            Some((body, state)) if body == entry.payload.body => Update::To(
-                Entry {
-                    payload: entry.payload,
-                    live: Some((meta, state)),
-                }
-                .encode(),
-            ),
-            Some((body, state)) => Update::To(
-                Entry {
-                    payload: Payload::new(body),
-                    live: Some((meta, state)),
-                }
-                .encode(),
-            ),
-            None => Update::Impossible,
-        }
+        let Some((body, state)) = self.applier.apply(&entry.payload.body, &state, &lacking) else {
+            return Update::Impossible;
+        };
+        // An unchanged body keeps its entity tag without hashing it again.
+        let payload = if body == entry.payload.body {
+            entry.payload
+        } else {
+            Payload::new(body)
+        };
+        Update::To(
+            Entry {
+                payload,
+                live: Some((meta, state)),
+            }
+            .encode(),
+        )
     }
 
     async fn remove(&self, keys: Vec<String>) -> Result<(), CacheError> {

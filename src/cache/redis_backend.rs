@@ -36,6 +36,29 @@ local function scope_of(raw)
   local from, to, action = string.match(raw, '^(%-?%d+) (%-?%d+) (.*)$')
   return tonumber(from), tonumber(to), action
 end
+-- Reads a span count and that many (first, last, action) from ARGV at `a`; returns the spans and
+-- where the next argument starts.
+local function read_spans(a)
+  local count = tonumber(ARGV[a]); a = a + 1
+  local spans = {}
+  for s = 1, count do
+    spans[s] = { tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2] }
+    a = a + 3
+  end
+  return spans, a
+end
+-- Does an entry's scope (as stored in an index) contain any written span? The same rule as
+-- `Scope::is_touched_by`; an unreadable scope counts as untouched.
+local function touched(raw_scope, spans)
+  local from, to, action = scope_of(raw_scope)
+  if from == nil then return false end
+  for _, span in ipairs(spans) do
+    if from <= span[2] and span[1] < to and (action == '' or action == span[3]) then
+      return true
+    end
+  end
+  return false
+end
 ";
 
 const STORE_SCRIPT: &str = r"
@@ -74,9 +97,9 @@ return { '1' }
 
 const APPEND_SCRIPT: &str = r"
 -- KEYS: log position, log, then (index, expiry) per tag
--- ARGV: log length, log ttl, record count r, records (r), then per tag: point count, then
---       (occurred_at in µs, action) per point
--- Answers: the first record's position, then the key of every live entry a point falls in. The
+-- ARGV: log length, log ttl, record count r, records (r), then per tag: span count, then
+--       (first, last, action) per span, as the invalidation script takes them
+-- Answers: the first record's position, then the key of every live entry a span falls in. The
 -- values are read with MGET after the script: moving tens of kilobytes through Lua strings cost
 -- Redis more than everything else the script does.
 local r = tonumber(ARGV[3])
@@ -91,28 +114,19 @@ local out = { tostring(first) }
 local listed = {}
 local a = 4 + r
 for i = 3, #KEYS, 2 do
-  local count = tonumber(ARGV[a]); a = a + 1
-  local points = {}
-  for p = 1, count do
-    points[p] = { tonumber(ARGV[a]), ARGV[a + 1] }
-    a = a + 2
-  end
+  local spans
+  spans, a = read_spans(a)
   prune(KEYS[i], KEYS[i + 1])
   local fields = redis.call('HGETALL', KEYS[i])
   for f = 1, #fields, 2 do
     local key = fields[f]
-    local from, to, only = scope_of(fields[f + 1])
-    for p = 1, count do
-      local at, action = points[p][1], points[p][2]
-      if not listed[key] and from ~= nil and from <= at and at < to and (only == '' or only == action) then
-        listed[key] = true
-        if redis.call('EXISTS', key) == 1 then
-          out[#out + 1] = key
-        else
-          redis.call('HDEL', KEYS[i], key)
-          redis.call('ZREM', KEYS[i + 1], key)
-        end
-        break
+    if not listed[key] and touched(fields[f + 1], spans) then
+      listed[key] = true
+      if redis.call('EXISTS', key) == 1 then
+        out[#out + 1] = key
+      else
+        redis.call('HDEL', KEYS[i], key)
+        redis.call('ZREM', KEYS[i + 1], key)
       end
     end
   end
@@ -155,24 +169,15 @@ end
 local deleted = 0
 local a = 3
 for i = n + 1, #KEYS, 2 do
-  local count = tonumber(ARGV[a]); a = a + 1
-  local spans = {}
-  for s = 1, count do
-    spans[s] = { tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2] }
-    a = a + 3
-  end
+  local spans
+  spans, a = read_spans(a)
   prune(KEYS[i], KEYS[i + 1])
   local fields = redis.call('HGETALL', KEYS[i])
   for f = 1, #fields, 2 do
-    local from, to, action = scope_of(fields[f + 1])
-    for s = 1, count do
-      local span = spans[s]
-      if from ~= nil and from <= span[2] and span[1] < to and (action == '' or action == span[3]) then
-        deleted = deleted + redis.call('DEL', fields[f])
-        redis.call('HDEL', KEYS[i], fields[f])
-        redis.call('ZREM', KEYS[i + 1], fields[f])
-        break
-      end
+    if touched(fields[f + 1], spans) then
+      deleted = deleted + redis.call('DEL', fields[f])
+      redis.call('HDEL', KEYS[i], fields[f])
+      redis.call('ZREM', KEYS[i + 1], fields[f])
     end
   end
 end
@@ -341,12 +346,9 @@ impl RedisBackend {
         for record in &req.records {
             invocation.arg(record);
         }
-        for ((index, expiry), points) in &req.indexes {
+        for ((index, expiry), spans) in &req.indexes {
             invocation.key(index).key(expiry);
-            invocation.arg(points.len());
-            for (at_us, action) in points {
-                invocation.arg(at_us).arg(action);
-            }
+            push_spans(&mut invocation, spans);
         }
         let reply: Vec<Vec<u8>> = self
             .with_connection(|mut c| async move { invocation.invoke_async(&mut c).await })
@@ -422,15 +424,7 @@ impl RedisBackend {
         }
         invocation.arg(generation_ttl_secs).arg(inv.spans.len());
         for spans in inv.spans.values() {
-            invocation.arg(spans.len());
-            for Span {
-                first_us,
-                last_us,
-                action,
-            } in spans
-            {
-                invocation.arg(first_us).arg(last_us).arg(action);
-            }
+            push_spans(&mut invocation, spans);
         }
         self.with_connection(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await
@@ -506,6 +500,19 @@ impl RedisBackend {
         })
         .await
         .map(|_| ())
+    }
+}
+
+/// A tag's written spans as the scripts' `read_spans` reads them.
+fn push_spans(invocation: &mut redis::ScriptInvocation<'_>, spans: &[Span]) {
+    invocation.arg(spans.len());
+    for Span {
+        first_us,
+        last_us,
+        action,
+    } in spans
+    {
+        invocation.arg(first_us).arg(last_us).arg(action);
     }
 }
 
