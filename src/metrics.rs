@@ -36,6 +36,18 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+}
+
+/// What `/metrics` reads from the cache at scrape time.
+pub struct CacheGauges {
+    pub pending_invalidations: usize,
+    /// Redis' memory in use and its limit; `None` without Redis or when it did not answer.
+    pub redis_memory: Option<(u64, u64)>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub state: &'static str,
 }
@@ -59,6 +71,9 @@ pub struct Metrics {
     pub http_request_duration: HistogramFamily<RouteLabels>,
     pub aggregate_duration: HistogramFamily<EndpointLabels>,
     db_pool_connections: Family<StateLabels, Gauge>,
+    cache_pending_invalidations: Gauge,
+    redis_memory_used: Gauge,
+    redis_memory_limit: Gauge,
 }
 
 impl Default for Metrics {
@@ -81,6 +96,9 @@ impl Metrics {
             http_request_duration: Family::new_with_constructor(latency_histogram),
             aggregate_duration: Family::new_with_constructor(latency_histogram),
             db_pool_connections: Family::default(),
+            cache_pending_invalidations: Gauge::default(),
+            redis_memory_used: Gauge::default(),
+            redis_memory_limit: Gauge::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder.
@@ -134,11 +152,50 @@ impl Metrics {
             "Database pool connections by state",
             m.db_pool_connections.clone(),
         );
+        registry.register(
+            "analytics_cache_pending_invalidations",
+            "Invalidations remembered because Redis could not take them; statistics bypass the cache until they drain",
+            m.cache_pending_invalidations.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "analytics_build_info",
+            "Always 1; the running version as a label",
+            build_info,
+        );
         Self { registry, ..m }
     }
 
-    /// The text exposition, with the pool gauges read at this moment.
-    pub fn encode(&self, pool: &PgPool) -> String {
+    /// Registers the Redis memory gauges: only a service that runs on Redis has them, so an
+    /// in-process cache does not report a made-up zero.
+    pub fn register_redis_gauges(&mut self) {
+        self.registry.register(
+            "analytics_redis_memory_used_bytes",
+            "Memory Redis uses (INFO memory: used_memory)",
+            self.redis_memory_used.clone(),
+        );
+        self.registry.register(
+            "analytics_redis_memory_limit_bytes",
+            "Redis' maxmemory, or the machine's memory when maxmemory is unset",
+            self.redis_memory_limit.clone(),
+        );
+    }
+
+    /// The text exposition, with the pool and cache gauges read at this moment.
+    pub fn encode(&self, pool: &PgPool, cache: &CacheGauges) -> String {
+        self.cache_pending_invalidations
+            .set(i64::try_from(cache.pending_invalidations).unwrap_or(i64::MAX));
+        if let Some((used, limit)) = cache.redis_memory {
+            self.redis_memory_used
+                .set(i64::try_from(used).unwrap_or(i64::MAX));
+            self.redis_memory_limit
+                .set(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
         let idle = pool.num_idle() as i64;
         let size = i64::from(pool.size());
         let max = i64::from(pool.options().get_max_connections());

@@ -38,7 +38,11 @@ impl AppState {
     /// State without an HTTP server, for the commands that use the cache (`prewarm`).
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let pool = db::pool(settings)?;
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        if settings.redis_url.is_some() {
+            metrics.register_redis_gauges();
+        }
+        let metrics = Arc::new(metrics);
         let cache = Arc::new(Cache::new(
             settings,
             metrics.clone(),

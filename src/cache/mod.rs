@@ -40,7 +40,7 @@ const BREAKER_THRESHOLD: u32 = 3;
 const BREAKER_COOLDOWN: Duration = Duration::from_millis(1000);
 /// How often remembered (failed) invalidations are retried in the background.
 const RETRY_INTERVAL: Duration = Duration::from_millis(200);
-const OPERATIONS: [&str; 8] = [
+const OPERATIONS: [&str; 9] = [
     "get",
     "generations",
     "store",
@@ -49,6 +49,7 @@ const OPERATIONS: [&str; 8] = [
     "update",
     "clear",
     "ping",
+    "info",
 ];
 /// Rounds of catching up with creates logged while an answer was computed, before giving up on
 /// storing it (each round reads only what was logged since the previous one).
@@ -178,7 +179,9 @@ impl Combiner {
     /// since the last round began. An idle instance never waits.
     fn wait_before_round(&self, interval: Duration) -> Option<Duration> {
         let last = self.last_round.lock().ok().and_then(|l| *l)?;
-        interval.checked_sub(last.elapsed()).filter(|d| !d.is_zero())
+        interval
+            .checked_sub(last.elapsed())
+            .filter(|d| !d.is_zero())
     }
 
     fn round_begins(&self) {
@@ -694,6 +697,20 @@ impl Cache {
                 Ok(()) if !self.has_pending() => CacheHealth::Ok,
                 _ => CacheHealth::Degraded,
             },
+        }
+    }
+
+    /// Invalidations remembered because the cache could not take them yet.
+    pub fn pending_invalidations(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Memory Redis uses and its limit (see `RedisBackend::memory`); `None` for the in-process
+    /// cache or when Redis does not answer in time.
+    pub async fn redis_memory(&self) -> Option<(u64, u64)> {
+        match &self.backend {
+            Backend::Redis(r) => self.bounded("info", r.memory()).await.ok(),
+            Backend::Memory(_) => None,
         }
     }
 

@@ -494,6 +494,28 @@ impl RedisBackend {
         Ok((maxmemory, policy))
     }
 
+    /// Redis' memory in use and its limit: `maxmemory`, or the machine's memory when no
+    /// `maxmemory` is set (Redis then grows until the machine runs out), from `INFO memory`.
+    pub async fn memory(&self) -> Result<(u64, u64), CacheError> {
+        let info: String = self
+            .with_connection(|mut c| async move {
+                redis::cmd("INFO").arg("memory").query_async(&mut c).await
+            })
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let used = field("used_memory")
+            .ok_or_else(|| CacheError::Backend("INFO memory gave no used_memory".into()))?;
+        let limit = field("maxmemory")
+            .filter(|m| *m > 0)
+            .or_else(|| field("total_system_memory"))
+            .unwrap_or(0);
+        Ok((used, limit))
+    }
+
     pub async fn ping(&self) -> Result<(), CacheError> {
         self.with_connection(|mut c| async move {
             redis::cmd("PING").query_async::<String>(&mut c).await

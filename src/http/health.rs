@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use crate::db;
+use crate::metrics::CacheGauges;
 use crate::startup::AppState;
 
 /// The database check in `/readyz` gives up after this, so a probe never hangs.
@@ -45,9 +46,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let cache = CacheGauges {
+        pending_invalidations: state.cache.pending_invalidations(),
+        redis_memory: state.cache.redis_memory().await,
+    };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.encode(&state.pool))
+        .body(state.metrics.encode(&state.pool, &cache))
 }
 
 /// The body of `/readyz`.
