@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),./target)/release/analytics
 
-.PHONY: run test test-e2e lint fmt migrate services seed prewarm bench fuzz build release clean
+.PHONY: run test test-e2e test-client test-observability lint fmt migrate services seed prewarm bench fuzz build release clean
 
 ## Start Postgres and Redis if needed, migrate, seed demo data once, print a dev key, serve.
 run: services release
@@ -15,11 +15,24 @@ run: services release
 	@echo "Dashboard: http://127.0.0.1:8080/   (add #token=<the key above>)"; echo
 	$(BIN) serve
 
-## Every test: unit tests, the integration tests against real Postgres and Redis, and a short
-## deterministic fuzz run of the live API (`make fuzz` is the long one).
+## Every test: unit tests, the integration tests against real Postgres and Redis, a short
+## deterministic fuzz run of the live API (`make fuzz` is the long one), the typed TypeScript
+## client against a live server, and the alerting rules and Grafana panels against a real
+## Prometheus (installed from Debian's packages if missing).
 test: services
 	$(CARGO) test --all-targets
 	FUZZ_EXAMPLES=8 ./scripts/fuzz.sh
+	./scripts/client.sh
+	./scripts/observability.sh
+
+## The typed client (clients/typescript) against a live server; fails if it is out of date.
+test-client: services
+	./scripts/client.sh
+
+## promtool unit tests of the alerting rules, then every rule and dashboard query evaluated by a
+## real Prometheus scraping a loaded service.
+test-observability: services
+	./scripts/observability.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

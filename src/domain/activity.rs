@@ -43,7 +43,7 @@ pub struct Activity {
     pub occurred_at: DateTime<Utc>,
     pub duration_ms: Option<i64>,
     pub value: Option<f64>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     pub properties: Option<Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -30,7 +30,7 @@ pub struct CreateActivity {
     value: Option<f64>,
     /// a JSON object of at most 16 KiB; numbers in it are kept exactly as written (any number
     /// of digits, powers of ten from -1000 to 1000), strings may not contain U+0000
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     properties: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -47,7 +47,7 @@ pub struct PatchActivity {
     duration_ms: Option<i64>,
     #[schema(minimum = -1e12, maximum = 1e12)]
     value: Option<f64>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     properties: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
