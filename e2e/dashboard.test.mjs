@@ -28,10 +28,13 @@ before(async () => {
 
 after(async () => { await browser?.close(); });
 
-async function openDashboard(width, height) {
-  const page = await browser.newPage({ viewport: { width, height } });
+// Every uncaught exception, console error and failed request of the page lands in `errors`.
+async function openDashboard(width, height, options = {}) {
+  const page = await browser.newPage({ viewport: { width, height }, ...options });
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(`console: ${m.text()}`); });
+  page.on("response", (r) => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`); });
   await page.goto(`${base}/#token=${token}`);
   await page.waitForSelector("body[data-loaded]");
   return { page, errors };
@@ -44,17 +47,33 @@ test("the dashboard shows the server's numbers and updates after recording an ac
   assert.equal(asNumber(await page.textContent("#events")), summary.events);
   assert.equal(asNumber(await page.textContent("#unique-users")), summary.unique_users);
 
+  // The range shown is the one the numbers cover (the server's default, `to` exclusive).
+  assert.equal(await page.inputValue("#from"), summary.from.slice(0, 10));
+  assert.equal(await page.inputValue("#to"), summary.to.slice(0, 10));
+
   const series = await api("/api/v1/stats/timeseries?bucket=day");
   assert.equal(await page.getAttribute("#timeseries", "data-points"), String(series.points.length));
   assert.equal(await page.locator("#timeseries circle.events").count(), series.points.length);
+  // Readable axes: several dates along x, from the first day to the last, and a scale on y
+  // that starts at 0 and reaches the largest value.
+  const xTicks = await page.locator("#timeseries text.x-tick").allTextContents();
+  const day = new Intl.DateTimeFormat("en-US", { month: "short", day: "numeric", timeZone: "UTC" });
+  assert.ok(xTicks.length >= 4, `dates along the x axis: ${xTicks}`);
+  assert.equal(xTicks[0], day.format(new Date(series.points[0].start)));
+  assert.equal(xTicks.at(-1), day.format(new Date(series.points.at(-1).start)));
+  const yTicks = await page.locator("#timeseries text.y-tick").evaluateAll((els) => els.map((e) => Number(e.dataset.value)));
+  const largest = Math.max(...series.points.map((p) => p.events));
+  assert.ok(yTicks.length >= 3 && yTicks[0] === 0, `a y scale from 0: ${yTicks}`);
+  const top = yTicks.at(-1);
+  assert.ok(top >= largest, `the scale reaches the largest value ${largest} (top ${top})`);
 
   const active = await api("/api/v1/stats/active-users");
   assert.equal(asNumber(await page.textContent("#dau")), active.dau);
   assert.equal(asNumber(await page.textContent("#mau")), active.mau);
 
-  const top = await api("/api/v1/stats/top-users");
-  assert.equal(await page.locator("#top-users tbody tr").count(), top.items.length);
-  assert.match(await page.textContent("#top-users tbody tr:first-child"), new RegExp(top.items[0].user_id.slice(0, 8)));
+  const topUsers = await api("/api/v1/stats/top-users");
+  assert.equal(await page.locator("#top-users tbody tr").count(), topUsers.items.length);
+  assert.match(await page.textContent("#top-users tbody tr:first-child"), new RegExp(topUsers.items[0].user_id.slice(0, 8)));
   assert.match(await page.textContent("[data-cache-for=summary]"), /HIT|MISS|BYPASS/);
   assert.match(await page.textContent("#hit-ratio"), /%/);
 
@@ -74,6 +93,29 @@ test("the dashboard shows the server's numbers and updates after recording an ac
   mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
   assert.deepEqual(errors, []);
+});
+
+test("numbers and dates follow the reader's locale", async () => {
+  const { page, errors } = await openDashboard(1280, 1000, { locale: "de-DE" });
+  const summary = await api("/api/v1/stats/summary");
+  assert.equal(await page.textContent("#events"), new Intl.NumberFormat("de-DE").format(summary.events));
+  const first = await page.locator("#timeseries text.x-tick").first().textContent();
+  assert.match(first, /^\d{1,2}\. [A-ZÄÖÜa-zäöü]{3,4}\.?$/, `a German date: ${first}`);
+  assert.deepEqual(errors, []);
+});
+
+test("the page says it is loading while numbers are on their way", async () => {
+  const page = await browser.newPage();
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await page.route("**/api/v1/stats/summary*", async (route) => { await held; await route.continue(); });
+  await page.goto(`${base}/#token=${token}`);
+  await page.waitForSelector("#loading:not([hidden])");
+  assert.equal(await page.getAttribute("main", "aria-busy"), "true");
+  release();
+  await page.waitForSelector("body[data-loaded]");
+  assert.equal(await page.isHidden("#loading"), true);
+  assert.equal(await page.getAttribute("main", "aria-busy"), "false");
 });
 
 test("errors from the API are shown in words", async () => {

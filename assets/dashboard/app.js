@@ -3,7 +3,17 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { token: "", cacheHistory: [], lastCounts: null, user: null };
+// Numbers and dates in the reader's locale; dates in UTC, as the API counts days.
 const fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+const dateFormats = {
+  hour: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone: "UTC" }),
+  day: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" }),
+  week: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" }),
+  month: new Intl.DateTimeFormat(undefined, { month: "short", year: "numeric", timeZone: "UTC" }),
+  time: new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" }),
+  full: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone: "UTC" }),
+};
 
 function readToken() {
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
@@ -44,36 +54,65 @@ function setBadge(panel, cache) {
   if (badge) { badge.textContent = cache || ""; badge.className = `badge ${cache || ""}`; }
 }
 
+// A date field the dashboard filled with the server's default range is shown, not sent: the
+// default follows the clock (it moves at UTC midnight) and a picked date would not.
+function picked(id) {
+  const el = $(id);
+  return el.value && el.dataset.auto !== el.value ? el.value : "";
+}
+
+function showRange(from, to) {
+  for (const [id, value] of [["from", from], ["to", to]]) {
+    const el = $(id);
+    if (!el.value || el.dataset.auto === el.value) { el.value = value.slice(0, 10); el.dataset.auto = el.value; }
+  }
+}
+
 function filters() {
   const q = new URLSearchParams();
-  if ($("from").value) q.set("from", $("from").value);
-  if ($("to").value) q.set("to", $("to").value);
+  if (picked("from")) q.set("from", picked("from"));
+  if (picked("to")) q.set("to", picked("to"));
   if ($("action").value) q.set("action", $("action").value);
   return q;
 }
 
-// A line chart of several series over shared x labels, as SVG.
+// The y axis: about four round steps from 0 to at least the largest value.
+function yTicks(max) {
+  const rough = Math.max(1, max) / 4;
+  const magnitude = 10 ** Math.floor(Math.log10(rough));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= rough);
+  return Array.from({ length: Math.ceil(Math.max(1, max) / step) + 1 }, (_, i) => i * step);
+}
+
+// A line chart of several series over shared x labels, as SVG: dates along the x axis (about
+// six, evenly spaced), a scale with grid lines on the y axis.
 function lineChart(container, labels, series) {
-  const w = 800, h = 220, pad = 30;
-  const max = Math.max(1, ...series.flatMap((s) => s.values));
-  const x = (i) => pad + (labels.length < 2 ? 0 : (i * (w - 2 * pad)) / (labels.length - 1));
-  const y = (v) => h - pad - (v * (h - 2 * pad)) / max;
+  container.chart = [labels, series];
+  // Drawn at the container's own size, so labels keep their size on a phone as on a screen.
+  const w = Math.max(280, container.clientWidth || 800), h = container.clientHeight || 220;
+  const left = 48, right = 12, top = 12, bottom = 26;
+  const ticks = yTicks(Math.max(0, ...series.flatMap((s) => s.values)));
+  const max = ticks[ticks.length - 1];
+  const x = (i) => left + (labels.length < 2 ? 0 : (i * (w - left - right)) / (labels.length - 1));
+  const y = (v) => h - bottom - (v * (h - top - bottom)) / max;
+  const grid = ticks.map((t) => `<line class="grid" x1="${left}" x2="${w - right}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}"/>
+    <text class="y-tick" data-value="${t}" x="${left - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${compact.format(t)}</text>`).join("");
+  const every = Math.max(1, Math.ceil(labels.length / Math.max(2, Math.floor(w / 120))));
+  const xTicks = labels.map((label, i) => (i % every === 0 || i === labels.length - 1) && (i === labels.length - 1 || labels.length - 1 - i >= every / 2)
+    ? `<text class="x-tick" x="${x(i).toFixed(1)}" y="${h - 8}" text-anchor="${i === 0 ? "start" : i === labels.length - 1 ? "end" : "middle"}">${label}</text>` : "").join("");
   const lines = series.map((s) => {
     const points = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
-    const dots = s.values.map((v, i) => `<circle class="point ${s.name}" cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="2.5" fill="${s.color}"><title>${labels[i]}: ${v}</title></circle>`).join("");
+    const dots = s.values.map((v, i) => `<circle class="point ${s.name}" cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="2.5" fill="${s.color}"><title>${labels[i]}: ${fmt.format(v)}</title></circle>`).join("");
     return `<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${points}"/>${dots}`;
   }).join("");
-  const first = labels[0] || "", last = labels[labels.length - 1] || "";
-  container.innerHTML = `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none">
-    <line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="#334155"/>
-    <text x="${pad}" y="${pad - 8}" fill="#94a3b8" font-size="12">${fmt.format(max)}</text>
-    <text x="${pad}" y="${h - 8}" fill="#94a3b8" font-size="12">${first}</text>
-    <text x="${w - pad}" y="${h - 8}" fill="#94a3b8" font-size="12" text-anchor="end">${last}</text>
-    ${lines}</svg>`;
+  container.innerHTML = `<svg viewBox="0 0 ${w} ${h}" width="${w}" height="${h}">
+    ${grid}<line class="axis" x1="${left}" y1="${h - bottom}" x2="${w - right}" y2="${h - bottom}"/>
+    ${xTicks}${lines}</svg>`;
 }
 
 async function loadSummary() {
   const { body, cache } = await api(`/api/v1/stats/summary?${filters()}`);
+  showRange(body.from, body.to);
   $("events").textContent = fmt.format(body.events);
   $("unique-users").textContent = fmt.format(body.unique_users);
   $("value-sum").textContent = fmt.format(body.value_sum);
@@ -85,7 +124,7 @@ async function loadTimeseries() {
   const q = filters();
   q.set("bucket", $("bucket").value);
   const { body, cache } = await api(`/api/v1/stats/timeseries?${q}`);
-  const labels = body.points.map((p) => p.start.slice(0, body.bucket === "hour" ? 13 : 10));
+  const labels = body.points.map((p) => dateFormats[body.bucket].format(new Date(p.start)));
   lineChart($("timeseries"), labels, [
     { name: "events", color: "#38bdf8", values: body.points.map((p) => p.events) },
     { name: "users", color: "#f472b6", values: body.points.map((p) => p.unique_users) },
@@ -109,7 +148,7 @@ async function loadActiveUsers() {
 async function loadTopUsers() {
   const { body, cache } = await api(`/api/v1/stats/top-users?${filters()}`);
   const rows = body.items.map((u) => `<tr><td><a href="#" data-user="${u.user_id}">${u.user_id.slice(0, 8)}…</a></td>
-    <td>${fmt.format(u.events)}</td><td>${fmt.format(u.value_sum)}</td><td>${u.last_seen.slice(0, 16).replace("T", " ")}</td></tr>`);
+    <td>${fmt.format(u.events)}</td><td>${fmt.format(u.value_sum)}</td><td>${dateFormats.full.format(new Date(u.last_seen))}</td></tr>`);
   document.querySelector("#top-users tbody").innerHTML = rows.join("") || `<tr><td colspan="4" class="hint">No activity in this range.</td></tr>`;
   setBadge("top-users", cache);
 }
@@ -122,7 +161,7 @@ async function loadUser() {
   $("user-events").textContent = fmt.format(body.events);
   $("user-value").textContent = fmt.format(body.value_sum);
   $("user-days").textContent = fmt.format(body.active_days);
-  $("user-last").textContent = body.last_seen ? body.last_seen.slice(0, 10) : "–";
+  $("user-last").textContent = body.last_seen ? dateFormats.day.format(new Date(body.last_seen)) : "–";
   $("user-actions").innerHTML = body.by_action.map((a) => `<li>${a.action}: ${fmt.format(a.events)}</li>`).join("");
   setBadge("user", cache);
 }
@@ -130,19 +169,26 @@ async function loadUser() {
 async function loadCache() {
   const { body } = await api("/api/v1/cache/stats");
   $("hit-ratio").textContent = `${fmt.format(body.hit_ratio * 100)} %`;
-  $("cache-counts").textContent = `${body.hits} hits, ${body.misses} misses, ${body.bypasses} bypasses (${body.backend})`;
+  $("cache-counts").textContent = `${fmt.format(body.hits)} hits, ${fmt.format(body.misses)} misses, ${fmt.format(body.bypasses)} bypasses (${body.backend})`;
   const prev = state.lastCounts || body;
-  state.cacheHistory.push({ hits: body.hits - prev.hits, misses: body.misses - prev.misses });
+  state.cacheHistory.push({ at: dateFormats.time.format(new Date()), hits: body.hits - prev.hits, misses: body.misses - prev.misses });
   state.cacheHistory = state.cacheHistory.slice(-30);
   state.lastCounts = body;
-  lineChart($("cache-chart"), state.cacheHistory.map((_, i) => `${i}`), [
+  lineChart($("cache-chart"), state.cacheHistory.map((c) => c.at), [
     { name: "hits", color: "#38bdf8", values: state.cacheHistory.map((c) => c.hits) },
     { name: "misses", color: "#f472b6", values: state.cacheHistory.map((c) => c.misses) },
   ]);
 }
 
+// While numbers are on their way the page says so (and screen readers hear it: aria-busy).
+function setLoading(loading) {
+  $("loading").hidden = !loading;
+  document.querySelector("main").setAttribute("aria-busy", String(loading));
+}
+
 async function refresh() {
   if (!state.token) { showError("Enter an API token to see the numbers."); return; }
+  setLoading(true);
   try {
     await Promise.all([loadSummary(), loadTimeseries(), loadActiveUsers(), loadTopUsers(), loadUser()]);
     await loadCache();
@@ -150,6 +196,8 @@ async function refresh() {
     document.body.dataset.loaded = String(Date.now());
   } catch (e) {
     showError(e.message);
+  } finally {
+    setLoading(false);
   }
 }
 
@@ -160,6 +208,10 @@ $("token-form").addEventListener("submit", (e) => {
   refresh();
 });
 $("filters").addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
+$("bucket").addEventListener("change", () => refresh());
+window.addEventListener("resize", () => {
+  for (const el of document.querySelectorAll(".chart")) if (el.chart) lineChart(el, ...el.chart);
+});
 document.querySelector("#top-users tbody").addEventListener("click", (e) => {
   const link = e.target.closest("a[data-user]");
   if (!link) return;
