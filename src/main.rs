@@ -23,7 +23,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format);
+    // Held to the end: dropping it sends the spans still queued for export.
+    let _telemetry = telemetry::init(settings.log_format);
     match cli::run(args.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -9,5 +9,6 @@ mod faults;
 mod helpers;
 mod hostile;
 mod live;
+mod otlp;
 mod rollups;
 mod stats;
