@@ -208,7 +208,7 @@ impl Invalidation {
             let at = t.occurred_at.timestamp_micros();
             let span = Span {
                 first_us: at,
-                last_us: at,
+                last_us: t.through.map_or(at, |through| through.timestamp_micros()),
                 action: t.action.clone(),
             };
             for tag in [Tag::Day(t.occurred_at.date_naive()), Tag::User(t.user_id)] {
@@ -271,6 +271,7 @@ mod tests {
             user_id: Uuid::nil(),
             action: action.into(),
             occurred_at: parse_instant(at).expect(at),
+            through: None,
         }
     }
 
@@ -308,6 +309,27 @@ mod tests {
             !touched(&key, &[touch("2026-11-02T10:30:00Z", "a")]),
             "other day"
         );
+    }
+
+    #[test]
+    fn a_touch_through_a_later_instant_covers_everything_between() {
+        let key = CacheKey::new(
+            Endpoint::Summary,
+            "x".into(),
+            &range("2026-11-01T11:00:00Z", "2026-11-01T13:00:00Z"),
+            None,
+            None,
+        );
+        let ends = [
+            touch("2026-11-01T09:00:00Z", "a"),
+            touch("2026-11-01T15:00:00Z", "a"),
+        ];
+        assert!(!touched(&key, &ends), "its two ends alone miss the entry");
+        let erased = Touch {
+            through: Some(parse_instant("2026-11-01T15:00:00Z").expect("instant")),
+            ..touch("2026-11-01T09:00:00Z", "a")
+        };
+        assert!(touched(&key, &[erased]));
     }
 
     #[test]

@@ -173,6 +173,12 @@ impl MemoryBackend {
         n
     }
 
+    /// Drops every logged create, keeping the position: a computation that must catch up from
+    /// the log can no longer, and is refused instead (never applied a wrong record).
+    pub fn forget_write_log(&self) {
+        self.lock().log.clear();
+    }
+
     /// Forgets index fields whose entries moka has expired or evicted, so an index holds the
     /// entries alive, not every entry ever stored under its tag.
     fn prune(&self, fields: &mut HashMap<String, String>) {

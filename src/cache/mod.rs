@@ -700,6 +700,26 @@ impl Cache {
         }
     }
 
+    /// Drops the write log (the recent creates, with their users' ids), for an erasure: no copy
+    /// of an erased user's data stays in the cache. Stores that needed to catch up from it are
+    /// refused once (BYPASS). The log expires on its own within `max(TTL, 10 min)` if Redis
+    /// cannot be reached now.
+    pub async fn forget_write_log(&self) {
+        let result = match &self.backend {
+            Backend::Redis(r) => {
+                self.bounded("update", r.forget_write_log(&self.prefix))
+                    .await
+            }
+            Backend::Memory(m) => {
+                m.forget_write_log();
+                Ok(())
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not drop the cache's write log after an erasure; it expires on its own");
+        }
+    }
+
     /// Invalidations remembered because the cache could not take them yet.
     pub fn pending_invalidations(&self) -> usize {
         self.pending.lock().map(|p| p.len()).unwrap_or(0)

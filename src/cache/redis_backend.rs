@@ -516,6 +516,17 @@ impl RedisBackend {
         Ok((used, limit))
     }
 
+    /// Drops the write log, keeping its position: a store that must catch up finds too few
+    /// records and is refused (the store script counts them), never fed a wrong one.
+    pub async fn forget_write_log(&self, prefix: &str) -> Result<(), CacheError> {
+        let key = log_key(prefix);
+        self.with_connection(|mut c| async move {
+            redis::cmd("DEL").arg(&key).query_async::<u64>(&mut c).await
+        })
+        .await
+        .map(|_| ())
+    }
+
     pub async fn ping(&self) -> Result<(), CacheError> {
         self.with_connection(|mut c| async move {
             redis::cmd("PING").query_async::<String>(&mut c).await

@@ -220,3 +220,44 @@ pub async fn delete_activity(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<
     .fetch_optional(db)
     .await
 }
+
+/// What erasing a user removed: how many activities, and per action and UTC day the first and
+/// last instant they covered (what the cache must forget).
+pub struct Erased {
+    pub deleted: u64,
+    pub touches: Vec<Touch>,
+}
+
+/// Deletes every activity of `user` under its write lock (the rollups and the user's bitmaps
+/// follow in the same statement, by trigger), and every stored idempotent response that
+/// carries the user's id, so no copy of their data survives in this database.
+pub async fn erase_user(tx: &mut PgConnection, user: Uuid) -> sqlx::Result<Erased> {
+    lock_users(tx, &[user]).await?;
+    let spans: Vec<(String, DateTime<Utc>, DateTime<Utc>, i64)> = sqlx::query_as(
+        "with gone as (delete from activities where user_id = $1 returning action, occurred_at)
+         select action, min(occurred_at), max(occurred_at), count(*) from gone
+         group by action, (occurred_at at time zone 'UTC')::date",
+    )
+    .bind(user)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "delete from idempotency_keys where position(convert_to($1, 'UTF8') in response) > 0",
+    )
+    .bind(user.to_string())
+    .execute(&mut *tx)
+    .await?;
+    let deleted = spans.iter().map(|s| s.3).sum::<i64>();
+    Ok(Erased {
+        deleted: u64::try_from(deleted).unwrap_or(0),
+        touches: spans
+            .into_iter()
+            .map(|(action, first, last, _)| Touch {
+                user_id: user,
+                action,
+                occurred_at: first,
+                through: Some(last),
+            })
+            .collect(),
+    })
+}

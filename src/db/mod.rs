@@ -2,6 +2,7 @@
 //! domain types, and return `sqlx::Result`; they never see a request or the cache.
 
 pub mod activities;
+pub mod export;
 pub mod idempotency;
 pub mod keys;
 pub mod pending;

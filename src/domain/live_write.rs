@@ -62,6 +62,10 @@ pub struct Touch {
     pub user_id: Uuid,
     pub action: String,
     pub occurred_at: DateTime<Utc>,
+    /// For a write that removed many activities of one user, action and UTC day at once (an
+    /// erasure): the touch covers every instant from `occurred_at` through this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through: Option<DateTime<Utc>>,
 }
 
 impl From<&LiveWrite> for Touch {
@@ -70,6 +74,7 @@ impl From<&LiveWrite> for Touch {
             user_id: w.user_id,
             action: w.action.clone(),
             occurred_at: w.occurred_at,
+            through: None,
         }
     }
 }

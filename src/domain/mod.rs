@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod activity;
+pub mod export;
 pub mod live_write;
 pub mod pagination;
 pub mod stats_query;
@@ -10,6 +11,7 @@ pub mod time_range;
 
 pub use action::Action;
 pub use activity::{Activity, ActivityPatch, NewActivity};
+pub use export::{ExportFormat, ExportParams, ExportQuery};
 pub use live_write::{LiveWrite, Neighbours, Snapshot, Touch};
 pub use pagination::{Cursor, ListActivitiesQuery};
 pub use stats_query::{Bucket, StatsQuery, TopUsersLimit};

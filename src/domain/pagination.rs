@@ -115,7 +115,11 @@ impl ListActivitiesQuery {
     }
 }
 
-fn check<T>(errors: &mut Vec<FieldError>, field: &str, result: Result<T, String>) -> Option<T> {
+pub(crate) fn check<T>(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    result: Result<T, String>,
+) -> Option<T> {
     result
         .map_err(|m| errors.push(FieldError::new(field, m)))
         .ok()

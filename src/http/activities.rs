@@ -42,6 +42,7 @@ impl From<&Activity> for Touch {
             user_id: a.user_id,
             action: a.action.clone(),
             occurred_at: a.occurred_at,
+            through: None,
         }
     }
 }
@@ -52,6 +53,7 @@ impl From<&NewActivity> for Touch {
             user_id: a.user_id,
             action: a.action.as_str().to_owned(),
             occurred_at: a.occurred_at,
+            through: None,
         }
     }
 }
@@ -332,7 +334,7 @@ pub async fn delete_activity(
 
 /// Commits a write that removes the cached answers it touched: records the cache update it
 /// owes in its own transaction (`cache_pending`), commits, then has the cache apply it.
-async fn commit_touching(
+pub(super) async fn commit_touching(
     state: &AppState,
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     touches: Vec<Touch>,

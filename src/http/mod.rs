@@ -6,12 +6,14 @@ pub mod activities;
 pub mod body;
 pub mod cache_admin;
 pub mod dashboard;
+pub mod export;
 pub mod health;
 pub mod idempotency;
 pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
 pub mod stats;
+pub mod users;
 
 use actix_web::web;
 
@@ -31,9 +33,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(openapi::configure)
     .configure(dashboard::configure)
     .service(
+        // The export's path would otherwise be taken for an activity id.
         web::scope("/api/v1")
+            .configure(export::configure)
             .configure(activities::configure)
             .configure(stats::configure)
-            .configure(cache_admin::configure),
+            .configure(cache_admin::configure)
+            .configure(users::configure),
     );
 }

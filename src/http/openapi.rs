@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{activities, cache_admin, health, stats};
+use super::{activities, cache_admin, export, health, stats, users};
 
 /// One activity to record.
 #[allow(dead_code)]
@@ -90,7 +90,9 @@ impl Modify for BearerAuth {
     paths(
         activities::create_activity, activities::create_activities, activities::list_activities,
         activities::get_activity, activities::patch_activity, activities::delete_activity,
+        export::export_activities,
         stats::summary, stats::timeseries, stats::active_users, stats::top_users, stats::user_stats,
+        users::erase_user,
         cache_admin::cache_stats, cache_admin::clear_cache, cache_admin::prewarm_cache,
         health::healthz, health::readyz, health::metrics,
     ),
@@ -98,6 +100,7 @@ impl Modify for BearerAuth {
     tags(
         (name = "activities", description = "What users did"),
         (name = "statistics", description = "Cached aggregates"),
+        (name = "users", description = "Erasure of a user's data"),
         (name = "cache", description = "Cache administration"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

@@ -5,6 +5,8 @@ mod activities;
 mod auth;
 mod cache;
 mod contract;
+mod erasure;
+mod export;
 mod faults;
 mod helpers;
 mod hostile;

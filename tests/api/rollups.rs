@@ -243,7 +243,7 @@ async fn rollup_tables(pool: &PgPool) -> Vec<String> {
     out
 }
 
-async fn assert_rollups_equal_a_rebuild(pool: &PgPool) {
+pub async fn assert_rollups_equal_a_rebuild(pool: &PgPool) {
     let kept = rollup_tables(pool).await;
     sqlx::query("select activity_rollups_rebuild(current_date - 60, current_date + 1)")
         .execute(pool)
