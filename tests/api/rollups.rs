@@ -189,6 +189,17 @@ async fn assert_every_statistic_matches(pool: &PgPool, world: &World) {
                     &format!("timeseries {bucket:?} {case}"),
                 );
             }
+            for &user in &world.users {
+                assert_same(
+                    &json_of(&stats::user_stats(conn, user, &q).await.expect("profile")),
+                    &json_of(
+                        &reference::user_stats(conn, user, &q)
+                            .await
+                            .expect("profile"),
+                    ),
+                    &format!("user {user} {case}"),
+                );
+            }
             for limit in [1, 3, 100] {
                 let limit = TopUsersLimit(limit);
                 assert_same(

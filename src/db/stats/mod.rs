@@ -11,6 +11,7 @@ pub mod reference;
 mod summary;
 mod timeseries;
 mod top_users;
+mod user_stats;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,12 +21,12 @@ use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 pub use active_users::active_users;
-/// A user's profile reads that user's own rows through the `(user_id, occurred_at)` index, so
-/// it needs no rollup.
-pub use reference::user_stats;
 pub use summary::{SummaryTotals, average, summary, summary_totals};
 pub use timeseries::timeseries;
 pub use top_users::{top_users, top_users_in};
+/// A user's profile reads that user's own rows through the `(user_id, occurred_at)` index, so
+/// it needs no rollup.
+pub use user_stats::user_stats;
 
 use crate::domain::stats_query::ActiveUsersDay;
 use crate::domain::{Bucket, Snapshot, StatsQuery};
