@@ -103,7 +103,10 @@ async fn tokens_are_stored_only_as_hashes() {
             .fetch_one(&app.pool)
             .await
             .expect("row");
-    assert_eq!(stored.len(), 32);
+    // Exactly the token's SHA-256, computed here independently of the service's helper: a
+    // truncated, random or reversible value would not match.
+    use sha2::{Digest, Sha256};
+    assert_eq!(stored, Sha256::digest(token.as_bytes()).to_vec());
     assert!(!String::from_utf8_lossy(&stored).contains(&token));
 }
 
