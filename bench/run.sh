@@ -6,16 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-# wrk is Debian's package: install it where missing, as scripts/e2e.sh does Chromium.
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing wrk from Debian's packages" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-  else
-    echo "wrk is needed: apt-get install wrk" >&2
-    exit 1
-  fi
-fi
+debian_package wrk wrk
 events=${BENCH_EVENTS:-1000000}
 duration=${BENCH_SECONDS:-8}
 connections=${BENCH_CONNECTIONS:-32}

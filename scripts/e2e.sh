@@ -7,15 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 chromium=${CHROMIUM:-/usr/bin/chromium}
-if [ ! -x "$chromium" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing chromium from Debian's packages"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "Chromium is needed at $chromium: apt-get install chromium (or set CHROMIUM=/path/to/chrome)" >&2
-    exit 1
-  fi
-fi
+debian_package chromium "$chromium"
 (cd e2e && npm ci --no-audit --no-fund --silent)
 
 db="analytics_e2e_$$"

@@ -1,5 +1,20 @@
-# Sourced by scripts/fuzz.sh, scripts/e2e.sh and bench/run.sh: run a built `analytics serve`
-# on a free port for an outside client, and tidy up after it.
+# Sourced by the scripts that run a built `analytics serve` on a free port for an outside client
+# (fuzz, e2e, client, observability, bench), and tidy up after it.
+
+# debian_package PACKAGE PROGRAM: installs PACKAGE from Debian's packages when PROGRAM (a name
+# on PATH or a path) is missing, as root; otherwise says what to install and fails.
+debian_package() {
+  if command -v "$2" >/dev/null 2>&1 || [ -x "$2" ]; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing $1 from Debian's packages" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+  else
+    echo "$2 is needed: apt-get install $1" >&2
+    return 1
+  fi
+}
 
 # start_server BIN: starts it (settings from the environment) and sets $addr to host:port.
 start_server() {

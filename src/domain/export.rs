@@ -3,8 +3,8 @@
 
 use uuid::Uuid;
 
-use super::pagination::check;
-use super::{Action, parse_instant};
+use super::Action;
+use super::pagination::{Filters, check};
 use crate::error::FieldError;
 use chrono::{DateTime, Utc};
 
@@ -44,34 +44,23 @@ pub struct ExportQuery {
 impl ExportQuery {
     pub fn parse(p: &ExportParams) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let user_id = p.user_id.as_deref().and_then(|u| {
-            check(
-                &mut errors,
-                "user_id",
-                Uuid::parse_str(u).map_err(|_| "must be a UUID".into()),
-            )
-        });
-        let action = p
-            .action
-            .as_deref()
-            .and_then(|a| check(&mut errors, "action", Action::parse(a)));
-        let from = p
-            .from
-            .as_deref()
-            .and_then(|t| check(&mut errors, "from", parse_instant(t)));
-        let to =
-            p.to.as_deref()
-                .and_then(|t| check(&mut errors, "to", parse_instant(t)));
+        let Filters {
+            user_id,
+            action,
+            from,
+            to,
+        } = Filters::parse(
+            &mut errors,
+            p.user_id.as_deref(),
+            p.action.as_deref(),
+            p.from.as_deref(),
+            p.to.as_deref(),
+        );
         let format = match p.format.as_deref() {
             None | Some("ndjson") => Some(ExportFormat::Ndjson),
             Some("csv") => Some(ExportFormat::Csv),
             Some(_) => check(&mut errors, "format", Err("must be ndjson or csv".into())),
         };
-        if let (Some(f), Some(t)) = (from, to)
-            && f >= t
-        {
-            errors.push(FieldError::new("from", "must be earlier than `to`"));
-        }
         match format {
             Some(format) if errors.is_empty() => Ok(Self {
                 user_id,
@@ -100,7 +89,7 @@ mod tests {
         })
         .expect_err("invalid");
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["user_id", "format", "from"]);
+        assert_eq!(fields, ["user_id", "from", "format"]);
     }
 
     #[test]

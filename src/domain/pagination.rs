@@ -67,27 +67,63 @@ pub struct ListActivitiesQuery {
     pub after: Option<Cursor>,
 }
 
-impl ListActivitiesQuery {
-    pub fn parse(p: &ListActivitiesParams) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let user_id = p.user_id.as_deref().and_then(|u| {
+/// The filters the listing and the export share, parsed from their query-string values.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Filters {
+    pub user_id: Option<Uuid>,
+    pub action: Option<Action>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Filters {
+    /// Records each broken filter in `errors` under its parameter's name.
+    pub(crate) fn parse(
+        errors: &mut Vec<FieldError>,
+        user_id: Option<&str>,
+        action: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Self {
+        let user_id = user_id.and_then(|u| {
             check(
-                &mut errors,
+                errors,
                 "user_id",
                 Uuid::parse_str(u).map_err(|_| "must be a UUID".into()),
             )
         });
-        let action = p
-            .action
-            .as_deref()
-            .and_then(|a| check(&mut errors, "action", Action::parse(a)));
-        let from = p
-            .from
-            .as_deref()
-            .and_then(|t| check(&mut errors, "from", parse_instant(t)));
-        let to =
-            p.to.as_deref()
-                .and_then(|t| check(&mut errors, "to", parse_instant(t)));
+        let action = action.and_then(|a| check(errors, "action", Action::parse(a)));
+        let from = from.and_then(|t| check(errors, "from", parse_instant(t)));
+        let to = to.and_then(|t| check(errors, "to", parse_instant(t)));
+        if let (Some(f), Some(t)) = (from, to)
+            && f >= t
+        {
+            errors.push(FieldError::new("from", "must be earlier than `to`"));
+        }
+        Self {
+            user_id,
+            action,
+            from,
+            to,
+        }
+    }
+}
+
+impl ListActivitiesQuery {
+    pub fn parse(p: &ListActivitiesParams) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let Filters {
+            user_id,
+            action,
+            from,
+            to,
+        } = Filters::parse(
+            &mut errors,
+            p.user_id.as_deref(),
+            p.action.as_deref(),
+            p.from.as_deref(),
+            p.to.as_deref(),
+        );
         let limit = match p.limit.as_deref() {
             None => Some(DEFAULT_PAGE_SIZE),
             Some(l) => check(&mut errors, "limit", parse_bounded(l, 1, MAX_PAGE_SIZE)),
@@ -96,11 +132,6 @@ impl ListActivitiesQuery {
             .cursor
             .as_deref()
             .and_then(|c| check(&mut errors, "cursor", Cursor::decode(c)));
-        if let (Some(f), Some(t)) = (from, to)
-            && f >= t
-        {
-            errors.push(FieldError::new("from", "must be earlier than `to`"));
-        }
         match limit {
             Some(limit) if errors.is_empty() => Ok(Self {
                 user_id,

@@ -69,7 +69,14 @@ async fn check(
 }
 
 /// (route template, method, path, token, body, the status it must answer).
-type Call<'a> = (&'a str, Method, String, Option<&'a String>, Option<Value>, u16);
+type Call<'a> = (
+    &'a str,
+    Method,
+    String,
+    Option<&'a String>,
+    Option<Value>,
+    u16,
+);
 
 #[tokio::test]
 async fn every_route_answers_as_the_openapi_document_says() {
@@ -330,7 +337,10 @@ async fn every_route_answers_as_the_openapi_document_says() {
         let response = request.send().await.expect("send");
         // The documented status is not enough: a read token's POST answering 201 is documented.
         if response.status().as_u16() != expected {
-            failures.push(format!("{method} {path}: {} instead of {expected}", response.status()));
+            failures.push(format!(
+                "{method} {path}: {} instead of {expected}",
+                response.status()
+            ));
             continue;
         }
         if let Err(e) = check(&doc, template, method, response).await {
