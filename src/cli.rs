@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::{self, Role};
 use crate::config::Settings;
+use crate::retention::Outcome;
 use crate::startup::{AppState, Application};
 use crate::{db, statistics};
 
@@ -48,6 +49,9 @@ pub enum Command {
     },
     /// Compute and cache the default dashboard aggregates.
     Prewarm,
+    /// Apply RETENTION_DAYS once: drop the months of activities that have expired, with their
+    /// rollups and cached answers, and print what was dropped.
+    Retention,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +108,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             tracing::info!(answers = n, "cache prewarmed");
         }
+        Command::Retention => retention(&settings).await?,
     }
     Ok(())
 }
@@ -113,6 +118,45 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let pool = db::pool(settings)?;
     db::migrate(&pool).await?;
     tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn retention(settings: &Settings) -> anyhow::Result<()> {
+    let state = AppState::new(settings)?;
+    let outcome = crate::retention::apply(
+        &state.pool,
+        &state.pending,
+        &state.partitions,
+        state.retention_days,
+        chrono::Utc::now(),
+    )
+    .await?;
+    // The cache has been told; its `cache_pending` rows can go now rather than by a sweep.
+    state.pending.flush().await;
+    match outcome {
+        Outcome::KeepEverything => println!("RETENTION_DAYS is unset: every activity is kept"),
+        Outcome::Busy => println!("another instance is applying retention right now; nothing done"),
+        Outcome::Applied { cutoff, dropped } => {
+            let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            if dropped.is_empty() {
+                println!("nothing has expired: no month ends before {cutoff}");
+            }
+            for d in &dropped {
+                println!(
+                    "dropped {} ({} to {}): {} activities, {} cache touches",
+                    d.partition.name,
+                    d.partition.first_instant.date_naive(),
+                    d.partition.end_instant.date_naive(),
+                    d.events,
+                    d.touches
+                );
+            }
+            println!(
+                "activities before {cutoff} have expired; {} partition(s) dropped",
+                dropped.len()
+            );
+        }
+    }
     Ok(())
 }
 

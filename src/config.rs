@@ -28,6 +28,8 @@ pub struct Settings {
     /// Requests per second allowed for one API key (or one client address when unauthenticated).
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Activities older than this many days are dropped, a month at a time; `None` keeps all.
+    pub retention_days: Option<u32>,
 }
 
 /// A setting that is missing or cannot be parsed; its `Display` is the one line an operator sees.
@@ -93,6 +95,19 @@ impl Settings {
         let db_max_connections = parse_number(&get, "DATABASE_MAX_CONNECTIONS", 16, 1)? as u32;
         let rate_limit_per_second = parse_number(&get, "RATE_LIMIT_PER_SECOND", 100, 1)? as u32;
         let rate_limit_burst = parse_number(&get, "RATE_LIMIT_BURST", 200, 1)? as u32;
+        // A retention longer than any range a statistic may cover (366 days) is allowed; the
+        // upper bound only keeps date arithmetic far from overflow.
+        let retention_days = get("RETENTION_DAYS")
+            .map(|v| match v.parse::<u32>() {
+                Ok(n) if (1..=36_500).contains(&n) => Ok(n),
+                Ok(_) => Err("must be between 1 and 36500".to_owned()),
+                Err(e) => Err(e.to_string()),
+            })
+            .transpose()
+            .map_err(|e| ConfigError {
+                name: "RETENTION_DAYS",
+                problem: format!("is invalid: {e}"),
+            })?;
         Ok(Self {
             database_url,
             redis_url: get("REDIS_URL"),
@@ -106,6 +121,7 @@ impl Settings {
             db_max_connections,
             rate_limit_per_second,
             rate_limit_burst,
+            retention_days,
         })
     }
 }
@@ -162,6 +178,7 @@ mod tests {
         assert_eq!(s.cache_op_timeout, Duration::from_millis(50));
         assert!(s.redis_url.is_none());
         assert_eq!(s.log_format, LogFormat::Pretty);
+        assert_eq!(s.retention_days, None);
     }
 
     #[test]
@@ -175,6 +192,14 @@ mod tests {
             (
                 vec![("DATABASE_URL", "x"), ("CACHE_TTL_SECONDS", "-1")],
                 "CACHE_TTL_SECONDS",
+            ),
+            (
+                vec![("DATABASE_URL", "x"), ("RETENTION_DAYS", "0")],
+                "RETENTION_DAYS",
+            ),
+            (
+                vec![("DATABASE_URL", "x"), ("RETENTION_DAYS", "a year")],
+                "RETENTION_DAYS",
             ),
             (
                 vec![("DATABASE_URL", "x"), ("CACHE_OP_TIMEOUT_MS", "0")],

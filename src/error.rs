@@ -84,6 +84,14 @@ impl From<sqlx::Error> for ApiError {
             {
                 Self::DatabaseUnavailable(e)
             }
+            // A write dated in a month another instance's retention has just dropped: the
+            // retry (after `db::partitions::TRUSTED_FOR` at most) creates the month again.
+            sqlx::Error::Database(db)
+                if db.code().as_deref() == Some("23514")
+                    && db.message().starts_with("no partition of relation") =>
+            {
+                Self::DatabaseUnavailable(e)
+            }
             _ => Self::Internal(e.into()),
         }
     }

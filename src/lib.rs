@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod pending_updates;
+pub mod retention;
 pub mod seed;
 pub mod startup;
 pub mod statistics;

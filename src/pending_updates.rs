@@ -74,6 +74,11 @@ impl PendingUpdates {
         }
     }
 
+    /// Forgets the rows of settled updates now (for a command that does not run `spawn`).
+    pub async fn flush(&self) {
+        self.forget_applied().await;
+    }
+
     async fn forget_applied(&self) {
         let ids = match self.applied.lock() {
             Ok(mut applied) if !applied.is_empty() => std::mem::take(&mut *applied),

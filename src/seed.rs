@@ -251,6 +251,10 @@ pub async fn run(pool: &PgPool, o: SeedOptions, if_empty: bool) -> anyhow::Resul
     let end = Utc::now()
         .duration_trunc(Duration::hours(1))
         .unwrap_or_else(|_| Utc::now());
+    // Every month the rows fall in gets its partition first (outside the load's transaction,
+    // which would otherwise hold the partitions' creation lock for the whole load).
+    let first = end - Duration::days(i64::from(o.days.max(1)) + 1);
+    crate::db::partitions::ensure(pool, first, end).await?;
     let mut tx = pool.begin().await?;
     // One COPY of millions of rows and an index build are long statements: lift the service's
     // statement timeout, and give sorts and index builds room, for this transaction only.
@@ -332,7 +336,10 @@ impl DroppedIndexes {
              from pg_constraint c join pg_class t on t.oid = c.conrelid
              where c.contype = 'p' and t.relname = any($1) and t.relnamespace = 'public'::regnamespace
              union all
-             select format('drop index %I', i.relname), pg_get_indexdef(i.oid), 'index'
+             -- A partitioned table's index is described `on only` the parent: rebuilt that
+             -- way it would cover no partition, so it is rebuilt on the whole table.
+             select format('drop index %I', i.relname),
+                    regexp_replace(pg_get_indexdef(i.oid), ' ON ONLY ', ' ON '), 'index'
              from pg_index x join pg_class i on i.oid = x.indexrelid join pg_class t on t.oid = x.indrelid
              where t.relname = any($1) and t.relnamespace = 'public'::regnamespace and not x.indisprimary",
         )

@@ -16,13 +16,15 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::KeyStore;
 use crate::cache::Cache;
 use crate::config::Settings;
+use crate::db::partitions::KnownPartitions;
+use crate::domain::WriteWindow;
 use crate::http::middleware::{
     head_as_get, problem_for_other_errors, record_metrics, request_id_header, security_headers,
 };
 use crate::http::rate_limit::{RateLimiter, limit_rate};
 use crate::metrics::Metrics;
 use crate::pending_updates::PendingUpdates;
-use crate::{db, http};
+use crate::{db, http, retention};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -32,6 +34,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub rate_limiter: RateLimiter,
     pub pending: Arc<PendingUpdates>,
+    /// The months whose partitions exist, so writes rarely need to ask.
+    pub partitions: KnownPartitions,
+    /// `RETENTION_DAYS`.
+    pub retention_days: Option<u32>,
 }
 
 impl AppState {
@@ -54,11 +60,21 @@ impl AppState {
             pool,
             cache,
             metrics,
+            partitions: KnownPartitions::default(),
+            retention_days: settings.retention_days,
             rate_limiter: RateLimiter::new(
                 settings.rate_limit_per_second,
                 settings.rate_limit_burst,
             ),
         })
+    }
+
+    /// What a write arriving now may date its activities at.
+    pub fn write_window(&self) -> WriteWindow {
+        WriteWindow {
+            now: chrono::Utc::now(),
+            retention_days: self.retention_days,
+        }
     }
 }
 
@@ -122,12 +138,14 @@ impl Application {
     }
 }
 
-/// Hourly: forget expired idempotency keys and idle rate-limit buckets.
+/// Hourly, from the start: forget expired idempotency keys and idle rate-limit buckets, create
+/// next month's partition, and apply `RETENTION_DAYS` (one instance at a time).
 fn spawn_housekeeping(state: web::Data<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
+            retention::run_hourly(&state).await;
             state.rate_limiter.forget_idle();
             match db::idempotency::delete_expired_keys(&state.pool).await {
                 Ok(n) => tracing::debug!(removed = n, "expired idempotency keys removed"),

@@ -5,7 +5,9 @@ pub mod activities;
 pub mod export;
 pub mod idempotency;
 pub mod keys;
+pub mod partitions;
 pub mod pending;
+pub mod retention;
 pub mod stats;
 
 use std::str::FromStr;

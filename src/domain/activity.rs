@@ -34,6 +34,31 @@ const WRITABLE: [&str; 6] = [
     "properties",
 ];
 
+/// The instants a write may date an activity at: at most `MAX_FUTURE_SKEW` after `now`, and,
+/// when `RETENTION_DAYS` is set, not before the oldest instant still kept (an older backfill
+/// would be dropped at once, or land in a month that is already gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteWindow {
+    pub now: DateTime<Utc>,
+    pub retention_days: Option<u32>,
+}
+
+impl WriteWindow {
+    /// No retention: any past instant is accepted.
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            retention_days: None,
+        }
+    }
+
+    /// The oldest instant a write may carry, if there is one.
+    pub fn oldest(&self) -> Option<DateTime<Utc>> {
+        self.retention_days
+            .map(|days| self.now - Duration::days(i64::from(days)))
+    }
+}
+
 /// A stored activity, as every endpoint returns it.
 #[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Activity {
@@ -77,11 +102,15 @@ struct Fields<'a> {
     object: &'a Map<String, Value>,
     prefix: &'a str,
     errors: Vec<FieldError>,
-    now: DateTime<Utc>,
+    window: WriteWindow,
 }
 
 impl<'a> Fields<'a> {
-    fn new(value: &'a Value, prefix: &'a str, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+    fn new(
+        value: &'a Value,
+        prefix: &'a str,
+        window: WriteWindow,
+    ) -> Result<Self, Vec<FieldError>> {
         let Some(object) = value.as_object() else {
             let field = if prefix.is_empty() {
                 "body".to_owned()
@@ -94,7 +123,7 @@ impl<'a> Fields<'a> {
             object,
             prefix,
             errors: Vec::new(),
-            now,
+            window,
         };
         for key in object.keys().filter(|k| !WRITABLE.contains(&k.as_str())) {
             fields.fail(key, "is not a writable field of an activity");
@@ -161,14 +190,22 @@ impl<'a> Fields<'a> {
     }
 
     fn occurred_at(&mut self) -> Option<DateTime<Utc>> {
-        let now = self.now;
+        let window = self.window;
         self.required_if_present("occurred_at", |v| {
             let s = v.as_str().ok_or("must be an RFC 3339 timestamp string")?;
             let t = DateTime::parse_from_rfc3339(s)
                 .map_err(|_| "must be an RFC 3339 timestamp such as 2026-11-29T10:15:00Z")?
                 .with_timezone(&Utc);
-            if t > now + MAX_FUTURE_SKEW {
+            if t > window.now + MAX_FUTURE_SKEW {
                 return Err("may be at most 5 minutes in the future".into());
+            }
+            if let (Some(oldest), Some(days)) = (window.oldest(), window.retention_days)
+                && t < oldest
+            {
+                return Err(format!(
+                    "must be at or after {} (activities older than RETENTION_DAYS = {days} days are not kept)",
+                    oldest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ));
             }
             Ok(t)
         })
@@ -277,8 +314,12 @@ fn contains_nul(v: &Value) -> bool {
 
 impl NewActivity {
     /// Parses one activity; `prefix` names its place in a batch (`activities[3].`).
-    pub fn parse(value: &Value, prefix: &str, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
-        let mut f = Fields::new(value, prefix, now)?;
+    pub fn parse(
+        value: &Value,
+        prefix: &str,
+        window: WriteWindow,
+    ) -> Result<Self, Vec<FieldError>> {
+        let mut f = Fields::new(value, prefix, window)?;
         let user_id = f.user_id();
         let action = f.action();
         let occurred_at = f.occurred_at();
@@ -296,7 +337,7 @@ impl NewActivity {
                 id: Uuid::now_v7(),
                 user_id: user_id?,
                 action: action?,
-                occurred_at: occurred_at.unwrap_or(now),
+                occurred_at: occurred_at.unwrap_or(window.now),
                 duration_ms: duration_ms.unwrap_or(None),
                 value: value.unwrap_or(None),
                 properties: properties.unwrap_or(None),
@@ -309,8 +350,8 @@ impl NewActivity {
 }
 
 impl ActivityPatch {
-    pub fn parse(value: &Value, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
-        let mut f = Fields::new(value, "", now)?;
+    pub fn parse(value: &Value, window: WriteWindow) -> Result<Self, Vec<FieldError>> {
+        let mut f = Fields::new(value, "", window)?;
         let patch = Self {
             user_id: f.user_id(),
             action: f.action(),
@@ -360,11 +401,34 @@ mod tests {
     }
 
     #[test]
+    fn a_backfill_older_than_retention_names_occurred_at() {
+        let window = WriteWindow {
+            now: now(),
+            retention_days: Some(30),
+        };
+        let dated = |at: &str| json!({"user_id": "6f1c7a1e-4b8f-4c1b-9d4f-3c2d1e0f9a8b", "action": "x", "occurred_at": at});
+        let errors = NewActivity::parse(&dated("2026-10-30T11:59:59Z"), "", window)
+            .expect_err("older than 30 days");
+        assert_eq!(errors[0].field, "occurred_at");
+        assert!(
+            errors[0].message.contains("2026-10-30T12:00:00Z"),
+            "{}",
+            errors[0].message
+        );
+        assert!(NewActivity::parse(&dated("2026-10-30T12:00:00Z"), "", window).is_ok());
+        assert!(
+            NewActivity::parse(&dated("2020-01-01T00:00:00Z"), "", WriteWindow::at(now())).is_ok()
+        );
+        let patch = ActivityPatch::parse(&json!({"occurred_at": "2026-10-01T00:00:00Z"}), window);
+        assert_eq!(patch.expect_err("too old")[0].field, "occurred_at");
+    }
+
+    #[test]
     fn a_minimal_activity_defaults_the_rest() {
         let a = NewActivity::parse(
             &json!({"user_id": "6f1c7a1e-4b8f-4c1b-9d4f-3c2d1e0f9a8b", "action": "page_view"}),
             "",
-            now(),
+            WriteWindow::at(now()),
         )
         .expect("valid");
         assert_eq!(a.occurred_at, now());
@@ -450,7 +514,7 @@ mod tests {
         ];
         for (body, field, case) in cases {
             assert_eq!(
-                fields_of(NewActivity::parse(&body, "", now())),
+                fields_of(NewActivity::parse(&body, "", WriteWindow::at(now()))),
                 vec![field.to_owned()],
                 "{case}"
             );
@@ -466,7 +530,7 @@ mod tests {
                                 "tiny": 1e-1000, "huge": 9.99e999}}}}"#
         ))
         .expect("json");
-        let parsed = NewActivity::parse(&body, "", now()).expect("valid");
+        let parsed = NewActivity::parse(&body, "", WriteWindow::at(now())).expect("valid");
         assert_eq!(parsed.value, Some(-1e12));
         // Numbers are kept as written, not rounded to a double.
         assert_eq!(
@@ -495,15 +559,16 @@ mod tests {
         let fields = fields_of(NewActivity::parse(
             &json!({"action": "x"}),
             "activities[17].",
-            now(),
+            WriteWindow::at(now()),
         ));
         assert_eq!(fields, vec!["activities[17].user_id"]);
     }
 
     #[test]
     fn a_patch_can_clear_optional_fields_but_not_required_ones() {
-        let p = ActivityPatch::parse(&json!({"value": null}), now()).expect("valid");
+        let p =
+            ActivityPatch::parse(&json!({"value": null}), WriteWindow::at(now())).expect("valid");
         assert_eq!(p.value, Some(None));
-        assert!(ActivityPatch::parse(&json!({"action": null}), now()).is_err());
+        assert!(ActivityPatch::parse(&json!({"action": null}), WriteWindow::at(now())).is_err());
     }
 }

@@ -10,7 +10,7 @@ pub mod stats_query;
 pub mod time_range;
 
 pub use action::Action;
-pub use activity::{Activity, ActivityPatch, NewActivity};
+pub use activity::{Activity, ActivityPatch, NewActivity, WriteWindow};
 pub use export::{ExportFormat, ExportParams, ExportQuery};
 pub use live_write::{LiveWrite, Neighbours, Snapshot, Touch};
 pub use pagination::{Cursor, ListActivitiesQuery};

@@ -4,7 +4,6 @@
 use super::openapi::{CreateActivities, CreateActivity, PatchActivity, Problem};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -15,7 +14,9 @@ use crate::auth::{Authorized, ReadRole, WriteRole};
 use crate::cache::{Committed, Touch};
 use crate::db;
 use crate::domain::pagination::ListActivitiesParams;
-use crate::domain::{Activity, ActivityPatch, Cursor, ListActivitiesQuery, NewActivity};
+use crate::domain::{
+    Activity, ActivityPatch, Cursor, ListActivitiesQuery, NewActivity, WriteWindow,
+};
 use crate::error::{ApiError, ApiResult, FieldError, to_json};
 use crate::startup::AppState;
 
@@ -82,7 +83,11 @@ pub async fn create_activity(
 ) -> ApiResult<HttpResponse> {
     let key = idempotency::key_of(&req)?;
     let body = read_json(&req, payload, SINGLE_LIMIT).await?;
-    let new = NewActivity::parse(&body, "", Utc::now()).map_err(ApiError::Validation)?;
+    let new = NewActivity::parse(&body, "", state.write_window()).map_err(ApiError::Validation)?;
+    state
+        .partitions
+        .ensure_for(&state.pool, [new.occurred_at])
+        .await?;
     let claim = match idempotency::begin(&state.pool, auth.principal, key, &body).await? {
         Idempotent::Replay(response) => return Ok(response),
         Idempotent::Proceed(claim) => claim,
@@ -125,7 +130,7 @@ pub struct BatchCreated {
 }
 
 /// Parses every item, naming each broken rule by its index (`activities[17].action`).
-fn parse_batch(body: &Value) -> ApiResult<Vec<NewActivity>> {
+fn parse_batch(body: &Value, window: WriteWindow) -> ApiResult<Vec<NewActivity>> {
     let items = match body.get("activities") {
         Some(Value::Array(items)) => items,
         Some(_) => return Err(ApiError::field("activities", "must be an array")),
@@ -147,11 +152,10 @@ fn parse_batch(body: &Value) -> ApiResult<Vec<NewActivity>> {
     {
         return Err(ApiError::field(extra.clone(), "is not a field of a batch"));
     }
-    let now = Utc::now();
     let mut errors: Vec<FieldError> = Vec::new();
     let mut parsed = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match NewActivity::parse(item, &format!("activities[{i}]."), now) {
+        match NewActivity::parse(item, &format!("activities[{i}]."), window) {
             Ok(a) => parsed.push(a),
             // Enough errors to fix a typical request in one round trip, not thousands.
             Err(e) => errors.extend(e.into_iter().take(100usize.saturating_sub(errors.len()))),
@@ -179,7 +183,11 @@ pub async fn create_activities(
 ) -> ApiResult<HttpResponse> {
     let key = idempotency::key_of(&req)?;
     let body = read_json(&req, payload, BATCH_LIMIT).await?;
-    let batch = parse_batch(&body)?;
+    let batch = parse_batch(&body, state.write_window())?;
+    state
+        .partitions
+        .ensure_for(&state.pool, batch.iter().map(|a| a.occurred_at))
+        .await?;
     let claim = match idempotency::begin(&state.pool, auth.principal, key, &body).await? {
         Idempotent::Replay(response) => return Ok(response),
         Idempotent::Proceed(claim) => claim,
@@ -289,7 +297,11 @@ pub async fn patch_activity(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&path)?;
     let body = read_json(&req, payload, SINGLE_LIMIT).await?;
-    let patch = ActivityPatch::parse(&body, Utc::now()).map_err(ApiError::Validation)?;
+    let patch = ActivityPatch::parse(&body, state.write_window()).map_err(ApiError::Validation)?;
+    state
+        .partitions
+        .ensure_for(&state.pool, patch.occurred_at)
+        .await?;
     let mut tx = db::begin_write(&state.pool).await?;
     // The write locks of the users before and after (docs/cache.md, "Live ingest"), taken
     // before the row's own lock so that every writer takes its locks in the same order.

@@ -168,6 +168,8 @@ async fn a_user_with_100000_events_is_erased_in_one_go() {
     let (heavy, other) = (Uuid::new_v4(), Uuid::new_v4());
     // Straight into the table (the rollup triggers run as for any insert): 100 batches
     // through the API would only make the test slower.
+    app.ensure_partitions_since(std::time::Duration::from_secs(25 * 100_000))
+        .await;
     sqlx::query(
         "insert into activities (id, user_id, action, occurred_at, value)
          select gen_random_uuid(), $1, case when i % 2 = 0 then 'view' else 'buy' end,

@@ -169,6 +169,8 @@ fn busy_connections(app: &TestApp) -> u32 {
 #[tokio::test]
 async fn a_client_that_leaves_mid_stream_releases_its_connection_at_once() {
     let app = spawn_app().await;
+    app.ensure_partitions_since(Duration::from_secs(200_000))
+        .await;
     sqlx::query(
         "insert into activities (id, user_id, action, occurred_at)
          select gen_random_uuid(), gen_random_uuid(), 'view', now() - i * interval '1 second'

@@ -53,6 +53,17 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create() -> Arc<Self> {
+        let database = Self::create_unmigrated().await;
+        let pool = PgPool::connect(&database.url)
+            .await
+            .expect("connect to test database");
+        db::migrate(&pool).await.expect("migrate test database");
+        pool.close().await;
+        database
+    }
+
+    /// An empty database, for tests of the migrations themselves.
+    pub async fn create_unmigrated() -> Arc<Self> {
         let name = format!("aa_test_{}", Uuid::new_v4().simple());
         let admin = PgConnectOptions::from_str(&admin_database_url()).expect("TEST_DATABASE_URL");
         let mut conn = admin.connect().await.expect("connect to Postgres as admin");
@@ -61,11 +72,6 @@ impl TestDatabase {
             .expect("create test database");
         conn.close().await.ok();
         let url = admin.database(&name).to_url_lossy().to_string();
-        let pool = PgPool::connect(&url)
-            .await
-            .expect("connect to test database");
-        db::migrate(&pool).await.expect("migrate test database");
-        pool.close().await;
         Arc::new(Self { name, url })
     }
 }
@@ -140,6 +146,7 @@ pub struct AppOptions {
     /// (requests per second, burst) per API key
     pub rate_limit: (u32, u32),
     pub db_max_connections: u32,
+    pub retention_days: Option<u32>,
 }
 
 impl Default for AppOptions {
@@ -154,6 +161,7 @@ impl Default for AppOptions {
             cache_op_timeout: Duration::from_millis(1000),
             rate_limit: (100_000, 100_000),
             db_max_connections: 10,
+            retention_days: None,
         }
     }
 }
@@ -222,6 +230,7 @@ pub async fn try_spawn_app_with(mut options: AppOptions) -> anyhow::Result<TestA
         db_max_connections: options.db_max_connections,
         rate_limit_per_second: options.rate_limit.0,
         rate_limit_burst: options.rate_limit.1,
+        retention_days: options.retention_days,
     };
     let app = Application::build(settings).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -253,6 +262,28 @@ pub async fn try_spawn_app_with(mut options: AppOptions) -> anyhow::Result<TestA
 }
 
 impl TestApp {
+    /// Partitions for every month from `first` to `last`, for tests that insert rows straight
+    /// into `activities` (the service makes them itself before a write).
+    pub async fn ensure_partitions(&self, first: &str, last: &str) {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("an RFC 3339 instant")
+                .to_utc()
+        };
+        db::partitions::ensure(&self.pool, at(first), at(last))
+            .await
+            .expect("create partitions");
+    }
+
+    /// Partitions for every month from `ago` before now through now.
+    pub async fn ensure_partitions_since(&self, ago: Duration) {
+        let now = chrono::Utc::now();
+        let first = now - chrono::Duration::from_std(ago).expect("a short duration");
+        db::partitions::ensure(&self.pool, first, now)
+            .await
+            .expect("create partitions");
+    }
+
     /// Another instance sharing this one's database and cache prefix.
     pub async fn spawn_sibling(&self) -> TestApp {
         let mut sibling = spawn_app_with(self.options.clone()).await;

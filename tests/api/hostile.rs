@@ -81,6 +81,8 @@ async fn rows_stored_before_the_rules_do_not_break_any_read() {
     // What an older version accepted: values whose sum overflows a double, a property number
     // that Postgres hands back as a 309-digit integer, and a duration of centuries.
     let mut ids = Vec::new();
+    app.ensure_partitions("2026-10-15T12:00:00Z", "2026-10-15T12:00:00Z")
+        .await;
     for (value, duration) in [
         (-1.7e308, 1i64 << 60),
         (-1.7976931348623157e308, 5),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use activity_analytics::cache::{Committed, WriteHook};
 use activity_analytics::db::activities::insert_activity;
-use activity_analytics::domain::NewActivity;
+use activity_analytics::domain::{NewActivity, WriteWindow};
 use chrono::{SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -348,9 +348,14 @@ async fn two_concurrent_first_creates_of_one_user_in_a_range_count_the_user_once
         let first = NewActivity::parse(
             &json!({"user_id": user, "action": "view", "occurred_at": "2026-10-03T10:00:00Z"}),
             "",
-            Utc::now(),
+            WriteWindow::at(Utc::now()),
         )
         .expect("valid");
+        app.state
+            .partitions
+            .ensure_for(&app.pool, [first.occurred_at])
+            .await
+            .expect("partition");
         let (_, write, _) = insert_activity(&mut tx, &first).await.expect("insert");
         // ...when another create of the same user arrives: it must wait for the first to commit
         // before it decides whether the user is new.

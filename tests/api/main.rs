@@ -12,5 +12,6 @@ mod helpers;
 mod hostile;
 mod live;
 mod otlp;
+mod retention;
 mod rollups;
 mod stats;

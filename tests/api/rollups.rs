@@ -29,7 +29,8 @@ impl World {
         let today = now.duration_trunc(Duration::days(1)).expect("midnight");
         Self {
             users: (0..8).map(|_| Uuid::new_v4()).collect(),
-            start: today - Duration::days(12),
+            // Long enough to span a month's end, so patches move rows between partitions.
+            start: today - Duration::days(40),
             now,
         }
     }
