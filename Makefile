@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),./target)/release/analytics
 
-.PHONY: run test test-e2e test-client test-observability lint fmt migrate services seed prewarm bench fuzz build release clean
+.PHONY: run test test-e2e test-client test-observability lint fmt migrate services seed prewarm bench bench-partitions fuzz build release clean
 
 ## Start Postgres and Redis if needed, migrate, seed demo data once, print a dev key, serve.
 run: services release
@@ -56,6 +56,10 @@ prewarm: release
 
 bench: services release
 	./bench/run.sh
+
+# The partitioned table side by side with the unpartitioned one it replaced (about 15 minutes).
+bench-partitions: services
+	./bench/partitions.sh
 
 build:
 	$(CARGO) build
