@@ -62,7 +62,7 @@ measure() {
   export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
   local token
   token=$("$bin" keys create --name "bench-parts-$$-$label" --role admin)
-  SERVER_RUST_LOG=warn start_server "$bin"
+  SERVER_RUST_LOG=warn,activity_analytics=info start_server "$bin"
   local base="http://$addr" auth="Authorization: Bearer $token"
   local nc="Cache-Control: no-cache"
   local user id cursor yday

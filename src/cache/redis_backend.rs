@@ -23,166 +23,20 @@ use super::{AppendRequest, CacheError, Replaced, StoreOutcome, StoreRequest, WRI
 
 /// Shared by the scripts that walk an index: drops the fields of entries whose time is up (at
 /// most 1000 per call), so a walk costs what is alive, not everything ever stored under a tag.
-const PRUNE: &str = r"
-local function prune(index, expiry)
-  local now = tonumber(redis.call('TIME')[1])
-  local dead = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 1000)
-  for _, key in ipairs(dead) do
-    redis.call('HDEL', index, key)
-    redis.call('ZREM', expiry, key)
-  end
-end
-local function scope_of(raw)
-  local from, to, action = string.match(raw, '^(%-?%d+) (%-?%d+) (.*)$')
-  return tonumber(from), tonumber(to), action
-end
--- Reads a span count and that many (first, last, action) from ARGV at `a`; returns the spans and
--- where the next argument starts.
-local function read_spans(a)
-  local count = tonumber(ARGV[a]); a = a + 1
-  local spans = {}
-  for s = 1, count do
-    spans[s] = { tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2] }
-    a = a + 3
-  end
-  return spans, a
-end
--- Does an entry's scope (as stored in an index) contain any written span? The same rule as
--- `Scope::is_touched_by`; an unreadable scope counts as untouched.
-local function touched(raw_scope, spans)
-  local from, to, action = scope_of(raw_scope)
-  if from == nil then return false end
-  for _, span in ipairs(spans) do
-    if from <= span[2] and span[1] < to and (action == '' or action == span[3]) then
-      return true
-    end
-  end
-  return false
-end
-";
+const PRUNE: &str = include_str!("lua/prune.lua");
 
-const STORE_SCRIPT: &str = r"
--- KEYS: entry, log position, log, generation keys (n), then (index, expiry) per tag
--- ARGV: value, ttl, n, expected generations (n), position, scope, index ttl
-local n = tonumber(ARGV[3])
-for i = 1, n do
-  local current = redis.call('GET', KEYS[3 + i]) or '0'
-  if current ~= ARGV[3 + i] then return { '0' } end
-end
--- Creates logged since the value's position must be applied first: hand them back.
-local expected = tonumber(ARGV[4 + n])
-local raw_position = redis.call('GET', KEYS[2]) or '0'
-local position = tonumber(raw_position)
-if position ~= expected then
-  local records = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[4 + n], raw_position)
-  if position < expected or #records ~= position - expected then return { '0' } end
-  table.insert(records, 1, raw_position)
-  table.insert(records, 1, '2')
-  return records
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-local scope = ARGV[5 + n]
-local index_ttl = tonumber(ARGV[6 + n])
-local expires = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[2])
-for i = 4 + n, #KEYS, 2 do
-  prune(KEYS[i], KEYS[i + 1])
-  redis.call('HSET', KEYS[i], KEYS[1], scope)
-  redis.call('ZADD', KEYS[i + 1], expires, KEYS[1])
-  for j = i, i + 1 do
-    if redis.call('TTL', KEYS[j]) < index_ttl then redis.call('EXPIRE', KEYS[j], index_ttl) end
-  end
-end
-return { '1' }
-";
+const STORE_SCRIPT: &str = include_str!("lua/store.lua");
 
-const APPEND_SCRIPT: &str = r"
--- KEYS: log position, log, then (index, expiry) per tag
--- ARGV: log length, log ttl, record count r, records (r), then per tag: span count, then
---       (first, last, action) per span, as the invalidation script takes them
--- Answers: the first record's position, then the key of every live entry a span falls in. The
--- values are read with MGET after the script: moving tens of kilobytes through Lua strings cost
--- Redis more than everything else the script does.
-local r = tonumber(ARGV[3])
-local last = redis.call('INCRBY', KEYS[1], r)
-local first = last - r + 1
-for i = 1, r do
-  redis.call('ZADD', KEYS[2], first + i - 1, (first + i - 1) .. ':' .. ARGV[3 + i])
-end
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[1]) + 1))
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-local out = { tostring(first) }
-local listed = {}
-local a = 4 + r
-for i = 3, #KEYS, 2 do
-  local spans
-  spans, a = read_spans(a)
-  prune(KEYS[i], KEYS[i + 1])
-  local fields = redis.call('HGETALL', KEYS[i])
-  for f = 1, #fields, 2 do
-    local key = fields[f]
-    if not listed[key] and touched(fields[f + 1], spans) then
-      listed[key] = true
-      if redis.call('EXISTS', key) == 1 then
-        out[#out + 1] = key
-      else
-        redis.call('HDEL', KEYS[i], key)
-        redis.call('ZREM', KEYS[i + 1], key)
-      end
-    end
-  end
-end
-return out
-";
+const APPEND_SCRIPT: &str = include_str!("lua/append.lua");
 
-const REPLACE_SCRIPT: &str = r"
--- KEYS: entries; ARGV: per entry, the version read and the new value
--- Answers per entry: '1' replaced, '' gone, else the value that replaced the one read.
-local out = {}
-for i = 1, #KEYS do
-  local version = redis.call('GETRANGE', KEYS[i], 0, 15)
-  if version == '' then
-    out[i] = ''
-  elseif version == ARGV[2 * i - 1] then
-    redis.call('SET', KEYS[i], ARGV[2 * i], 'KEEPTTL')
-    out[i] = '1'
-  else
-    out[i] = redis.call('GET', KEYS[i])
-  end
-end
-return out
-";
+const REPLACE_SCRIPT: &str = include_str!("lua/replace.lua");
 
 /// Runs even when Redis is full under `noeviction` (`allow-oom`): it mostly deletes, and a
 /// refused invalidation would keep stale entries alive. Starts with its shebang line, so it is
 /// put in front of `PRUNE`, not after.
 const INVALIDATE_SHEBANG: &str = "#!lua flags=allow-oom\n";
 
-const INVALIDATE_SCRIPT: &str = r"
--- KEYS: generation keys (n), then (index, expiry) per tag
--- ARGV: generation ttl, n, then per tag: span count, then (first, last, action) per span
-local gen_ttl = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-for i = 1, n do
-  redis.call('INCR', KEYS[i])
-  redis.call('EXPIRE', KEYS[i], gen_ttl)
-end
-local deleted = 0
-local a = 3
-for i = n + 1, #KEYS, 2 do
-  local spans
-  spans, a = read_spans(a)
-  prune(KEYS[i], KEYS[i + 1])
-  local fields = redis.call('HGETALL', KEYS[i])
-  for f = 1, #fields, 2 do
-    if touched(fields[f + 1], spans) then
-      deleted = deleted + redis.call('DEL', fields[f])
-      redis.call('HDEL', KEYS[i], fields[f])
-      redis.call('ZREM', KEYS[i + 1], fields[f])
-    end
-  end
-end
-return deleted
-";
+const INVALIDATE_SCRIPT: &str = include_str!("lua/invalidate.lua");
 
 pub struct RedisBackend {
     pool: Pool,
@@ -580,8 +434,72 @@ fn escape_glob(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::cache::key::Scope;
+
     #[test]
     fn a_prefix_with_pattern_characters_matches_only_itself() {
         assert_eq!(super::escape_glob("a*b[1]"), r"a\*b\[1\]");
+    }
+
+    /// The scripts decide in Lua which entries a write touches, the in-process backend and the
+    /// live updates in Rust (`Scope::is_touched_by`): one table of cases holds both to one rule,
+    /// the Lua side run by a real Redis (`TEST_REDIS_URL`, default the local one).
+    #[tokio::test]
+    async fn the_scripts_touch_exactly_what_scope_is_touched_by_says() {
+        let span = |first: i64, last: i64, action: &str| Span {
+            first_us: first,
+            last_us: last,
+            action: action.to_owned(),
+        };
+        let scope = |from: i64, to: i64, action: &str| Scope {
+            from_us: from,
+            to_us: to,
+            action: action.to_owned(),
+        };
+        let cases = [
+            (scope(100, 200, ""), vec![span(150, 150, "view")]),
+            (scope(100, 200, ""), vec![span(200, 200, "view")]),
+            (scope(100, 200, ""), vec![span(100, 100, "view")]),
+            (scope(100, 200, ""), vec![span(99, 99, "view")]),
+            (scope(100, 200, ""), vec![span(50, 100, "view")]),
+            (scope(100, 200, ""), vec![span(50, 99, "view")]),
+            (scope(100, 200, ""), vec![span(199, 400, "buy")]),
+            (scope(100, 200, "view"), vec![span(150, 150, "buy")]),
+            (scope(100, 200, "view"), vec![span(150, 150, "view")]),
+            (
+                scope(100, 200, "view"),
+                vec![span(1, 2, "view"), span(150, 150, "view")],
+            ),
+            (
+                scope(100, 200, "view"),
+                vec![span(1, 2, "view"), span(150, 150, "buy")],
+            ),
+            (scope(-200, -100, ""), vec![span(-150, -150, "x")]),
+            (scope(-200, -100, ""), vec![span(-100, -100, "x")]),
+            (scope(0, 1, "a:b.c-d_e"), vec![span(0, 0, "a:b.c-d_e")]),
+            (scope(100, 200, ""), vec![]),
+        ];
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let client = redis::Client::open(url).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a Redis to run the scripts on");
+        let rule = Script::new(&format!(
+            "{PRUNE}\nlocal spans = read_spans(2)\nreturn touched(ARGV[1], spans) and 1 or 0"
+        ));
+        for (scope, spans) in cases {
+            let mut invocation = rule.prepare_invoke();
+            invocation.arg(scope.encode());
+            push_spans(&mut invocation, &spans);
+            let lua: i64 = invocation.invoke_async(&mut conn).await.expect("script");
+            assert_eq!(
+                lua == 1,
+                scope.is_touched_by(&spans),
+                "{scope:?} touched by {spans:?}"
+            );
+        }
     }
 }

@@ -90,9 +90,15 @@ pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()
     Ok(())
 }
 
-/// Applies pending migrations.
+/// Applies pending migrations, on a connection of their own without the service's statement
+/// timeout: one migration may rewrite a large table (migration 8 copies every activity).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await?;
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query("set statement_timeout = 0")
+        .execute(&mut conn)
+        .await?;
+    MIGRATOR.run(&mut conn).await?;
+    conn.close().await?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ pub struct CreateActivity {
     /// 1 to 64 characters of a-z 0-9 _ . : -
     #[schema(pattern = "^[a-z0-9_.:-]{1,64}$", examples("page_view"))]
     action: String,
-    /// RFC 3339; default now; at most 5 minutes in the future
+    /// RFC 3339; default now; at most 5 minutes in the future, and not older than RETENTION_DAYS when that is set
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
     /// 0 to 2592000000 (30 days), so sums of durations stay exact
     #[schema(minimum = 0, maximum = 2_592_000_000_i64)]

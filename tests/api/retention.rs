@@ -4,6 +4,7 @@
 //! with every row and statistic unchanged.
 
 use activity_analytics::db::{self, MIGRATOR};
+use activity_analytics::retention::{self, Outcome};
 use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -200,6 +201,47 @@ async fn retention_drops_expired_months_with_their_rollups_and_cached_answers() 
         .output()
         .expect("run analytics retention");
     assert!(String::from_utf8_lossy(&output.stdout).contains("0 partition(s) dropped"));
+}
+
+#[tokio::test]
+async fn one_instance_at_a_time_applies_retention() {
+    let app = spawn_app_on(Backend::Memory).await;
+    let state = &app.state;
+    let apply = || {
+        retention::apply(
+            &state.pool,
+            &state.pending,
+            &state.partitions,
+            Some(30),
+            Utc::now(),
+        )
+    };
+    // Another instance holds the lock: this one does nothing.
+    let mut other = app.pool.acquire().await.expect("connection");
+    sqlx::query("select pg_advisory_lock(7412, 1)")
+        .execute(&mut *other)
+        .await
+        .expect("lock");
+    assert!(matches!(apply().await.expect("apply"), Outcome::Busy));
+    sqlx::query("select pg_advisory_unlock(7412, 1)")
+        .execute(&mut *other)
+        .await
+        .expect("unlock");
+    assert!(matches!(
+        apply().await.expect("apply"),
+        Outcome::Applied { .. }
+    ));
+    let keep_all = retention::apply(
+        &state.pool,
+        &state.pending,
+        &state.partitions,
+        None,
+        Utc::now(),
+    );
+    assert!(matches!(
+        keep_all.await.expect("apply"),
+        Outcome::KeepEverything
+    ));
 }
 
 #[tokio::test]
