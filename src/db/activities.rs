@@ -229,8 +229,9 @@ pub struct Erased {
 }
 
 /// Deletes every activity of `user` under its write lock (the rollups and the user's bitmaps
-/// follow in the same statement, by trigger), and every stored idempotent response that
-/// carries the user's id, so no copy of their data survives in this database.
+/// follow in the same statement, by trigger), the user's bitmap number, and every stored
+/// idempotent response that carries the user's id, so no copy of their data survives in this
+/// database.
 pub async fn erase_user(tx: &mut PgConnection, user: Uuid) -> sqlx::Result<Erased> {
     lock_users(tx, &[user]).await?;
     let spans: Vec<(String, DateTime<Utc>, DateTime<Utc>, i64)> = sqlx::query_as(
@@ -241,6 +242,12 @@ pub async fn erase_user(tx: &mut PgConnection, user: Uuid) -> sqlx::Result<Erase
     .bind(user)
     .fetch_all(&mut *tx)
     .await?;
+    // The user's number in the bitmaps: every bit of it was cleared by the delete above (its
+    // trigger), and a later write of the same id simply gets a new number.
+    sqlx::query("delete from activity_users where user_id = $1")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "delete from idempotency_keys where position(convert_to($1, 'UTF8') in response) > 0",
     )

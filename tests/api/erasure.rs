@@ -157,8 +157,23 @@ async fn an_erased_user_is_gone_from_every_answer_on_every_instance() {
 
         assert_eq!(stored_responses_naming(&app, erased).await, 0, "{case}");
         assert_eq!(stored_responses_naming(&app, kept).await, 1, "{case}");
-        // A repeat is harmless.
+        let numbered: Vec<Uuid> =
+            sqlx::query_scalar("select user_id from activity_users where user_id = any($1)")
+                .bind([erased, kept])
+                .fetch_all(&app.pool)
+                .await
+                .expect("activity_users");
+        assert_eq!(
+            numbered,
+            vec![kept],
+            "{case}: the erased user's bitmap number is gone"
+        );
+        // A repeat is harmless, and the same id may write again (under a new number).
         assert_eq!(erase(&app, erased).await, json!({"deleted": 0}));
+        write(&app, erased, 1).await;
+        assert_answers_are_current(&app, &paths, &format!("{case}, written again")).await;
+        assert_rollups_equal_a_rebuild(&app.pool).await;
+        assert_eq!(erase(&app, erased).await, json!({"deleted": 1}));
     }
 }
 
