@@ -349,7 +349,7 @@ export interface components {
             duration_ms?: number | null;
             /**
              * Format: date-time
-             * @description RFC 3339; default now; at most 5 minutes in the future
+             * @description RFC 3339; default now; at most 5 minutes in the future, and not older than RETENTION_DAYS when that is set
              */
             occurred_at?: string | null;
             /**
