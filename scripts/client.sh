@@ -11,8 +11,8 @@ command -v npm >/dev/null || { echo "Node.js and npm are needed for the client t
 (cd clients/typescript && npm ci --no-audit --no-fund --silent)
 
 db="analytics_client_$$"
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379} CACHE_PREFIX="client-$$" APP_ADDR=127.0.0.1:0 RUST_LOG=warn
+export DATABASE_URL=$(database_url "$db")
+export REDIS_URL=$test_redis_url CACHE_PREFIX="client-$$" APP_ADDR=127.0.0.1:0 RUST_LOG=warn
 bin=${CARGO_TARGET_DIR:-target}/debug/analytics
 cargo build --quiet --all-targets
 generated=$(mktemp --suffix=.d.ts)

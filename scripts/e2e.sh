@@ -11,8 +11,8 @@ debian_package chromium "$chromium"
 (cd e2e && npm ci --no-audit --no-fund --silent)
 
 db="analytics_e2e_$$"
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
-export REDIS_URL=redis://127.0.0.1:6379 CACHE_PREFIX="e2e-$$" APP_ADDR=127.0.0.1:0 RUST_LOG=warn
+export DATABASE_URL=$(database_url "$db")
+export REDIS_URL=$test_redis_url CACHE_PREFIX="e2e-$$" APP_ADDR=127.0.0.1:0 RUST_LOG=warn
 bin=${CARGO_TARGET_DIR:-target}/debug/analytics
 # --all-targets: the same feature set as `make test`, so after it this builds nothing.
 cargo build --quiet --all-targets

@@ -15,8 +15,8 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
 fi
 
 db="analytics_fuzz_$$"
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
-export REDIS_URL=redis://127.0.0.1:6379 CACHE_PREFIX="fuzz-$$" APP_ADDR=127.0.0.1:0
+export DATABASE_URL=$(database_url "$db")
+export REDIS_URL=$test_redis_url CACHE_PREFIX="fuzz-$$" APP_ADDR=127.0.0.1:0
 export RATE_LIMIT_PER_SECOND=100000 RATE_LIMIT_BURST=100000 RUST_LOG=warn
 bin=${CARGO_TARGET_DIR:-target}/debug/analytics
 # --all-targets: the same feature set as `make test`, so after it this builds nothing.

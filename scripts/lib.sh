@@ -1,6 +1,16 @@
 # Sourced by the scripts that run a built `analytics serve` on a free port for an outside client
 # (fuzz, e2e, client, observability, bench), and tidy up after it.
 
+# The Postgres and Redis the scripts use: the variables the Rust tests read, with the same
+# defaults (the services `scripts/services.sh` starts).
+admin_url=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+test_redis_url=${TEST_REDIS_URL:-redis://127.0.0.1:6379}
+
+# database_url NAME: the URL of database NAME on that Postgres.
+database_url() {
+  echo "${admin_url%/*}/$1"
+}
+
 # debian_package PACKAGE PROGRAM: installs PACKAGE from Debian's packages when PROGRAM (a name
 # on PATH or a path) is missing, as root; otherwise says what to install and fails.
 debian_package() {
@@ -39,10 +49,10 @@ stop_server() {
 
 # drop_database NAME / clear_prefix PREFIX: remove what a throwaway run created.
 drop_database() {
-  psql -q -h 127.0.0.1 -U postgres -c "drop database if exists $1 with (force)" postgres >/dev/null 2>&1 || true
+  psql -q "$admin_url" -c "drop database if exists $1 with (force)" >/dev/null 2>&1 || true
 }
 
 clear_prefix() {
   # Keys are "{PREFIX}:…" (a Redis Cluster hash tag).
-  redis-cli --scan --pattern "{$1}:*" | xargs -r redis-cli del >/dev/null 2>&1 || true
+  redis-cli -u "$test_redis_url" --scan --pattern "{$1}:*" | xargs -r redis-cli -u "$test_redis_url" del >/dev/null 2>&1 || true
 }

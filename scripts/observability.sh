@@ -14,8 +14,8 @@ promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts_test.yml
 
 db="analytics_obs_$$"
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379} CACHE_PREFIX="obs-$$" APP_ADDR=127.0.0.1:0 RUST_LOG=warn
+export DATABASE_URL=$(database_url "$db")
+export REDIS_URL=$test_redis_url CACHE_PREFIX="obs-$$" APP_ADDR=127.0.0.1:0 RUST_LOG=warn
 bin=${CARGO_TARGET_DIR:-target}/debug/analytics
 cargo build --quiet --all-targets
 prom_dir=$(mktemp -d)

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::helpers::{
     AppOptions, Backend, FaultyProxy, OwnRedis, TestApp, TestDatabase, assert_problem, header,
-    pause_once, spawn_app, spawn_app_on, spawn_app_with,
+    pause_once, postgres_address, spawn_app, spawn_app_on, spawn_app_with,
 };
 
 const RANGE: &str = "from=2026-10-01&to=2026-11-01";
@@ -401,7 +401,7 @@ async fn a_write_through_one_instance_is_read_through_another() {
 #[tokio::test]
 async fn with_the_database_down_requests_get_503_and_service_resumes_without_a_restart() {
     let database = TestDatabase::create().await;
-    let proxy = FaultyProxy::start("127.0.0.1:5432").await;
+    let proxy = FaultyProxy::start(&postgres_address()).await;
     let app = spawn_app_with(AppOptions {
         database: Some(database.clone()),
         database_url: Some(proxy.url_for(&database.url)),

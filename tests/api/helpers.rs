@@ -23,6 +23,12 @@ fn admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// `host:port` of the Postgres the tests use (`TEST_DATABASE_URL`).
+pub fn postgres_address() -> String {
+    let options = PgConnectOptions::from_str(&admin_database_url()).expect("TEST_DATABASE_URL");
+    format!("{}:{}", options.get_host(), options.get_port())
+}
+
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| REDIS_URL.into())
 }
@@ -52,28 +58,107 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// A migrated database, cloned from the migrated template (`template_database`): copying a
+    /// database is much faster than running every migration again for each test.
     pub async fn create() -> Arc<Self> {
-        let database = Self::create_unmigrated().await;
-        let pool = PgPool::connect(&database.url)
-            .await
-            .expect("connect to test database");
-        db::migrate(&pool).await.expect("migrate test database");
-        pool.close().await;
-        database
+        let template = template_database().await;
+        Self::create_from(Some(template)).await
     }
 
     /// An empty database, for tests of the migrations themselves.
     pub async fn create_unmigrated() -> Arc<Self> {
+        Self::create_from(None).await
+    }
+
+    async fn create_from(template: Option<&str>) -> Arc<Self> {
         let name = format!("aa_test_{}", Uuid::new_v4().simple());
         let admin = PgConnectOptions::from_str(&admin_database_url()).expect("TEST_DATABASE_URL");
         let mut conn = admin.connect().await.expect("connect to Postgres as admin");
-        conn.execute(sqlx::AssertSqlSafe(format!("create database {name}")))
-            .await
-            .expect("create test database");
+        let template = template
+            .map(|t| format!(" template {t}"))
+            .unwrap_or_default();
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "create database {name}{template}"
+        )))
+        .await
+        .expect("create test database");
         conn.close().await.ok();
         let url = admin.database(&name).to_url_lossy().to_string();
         Arc::new(Self { name, url })
     }
+}
+
+/// The name of a database holding every migration, made once and kept for later runs. Its name
+/// carries the migrations' checksums (a changed migration makes a new one; older ones are
+/// dropped) and the month, so its partitions include the current month's.
+async fn template_database() -> &'static str {
+    static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::hash::DefaultHasher::new();
+            for m in db::MIGRATOR.iter() {
+                m.version.hash(&mut hasher);
+                m.checksum.hash(&mut hasher);
+            }
+            let name = format!(
+                "aa_template_{:016x}_{}",
+                hasher.finish(),
+                chrono::Utc::now().format("%Y%m")
+            );
+            let admin =
+                PgConnectOptions::from_str(&admin_database_url()).expect("TEST_DATABASE_URL");
+            let mut conn = admin.connect().await.expect("connect to Postgres as admin");
+            let exists: bool =
+                sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("look for the template");
+            if !exists {
+                // Built under another name and renamed when complete, so a run that dies half
+                // way (or another test process building the same one) never leaves a template
+                // that is missing migrations.
+                let building = format!("aa_building_{}", Uuid::new_v4().simple());
+                conn.execute(sqlx::AssertSqlSafe(format!("create database {building}")))
+                    .await
+                    .expect("create template database");
+                let url = admin.clone().database(&building).to_url_lossy().to_string();
+                let pool = PgPool::connect(&url).await.expect("connect to template");
+                db::migrate(&pool).await.expect("migrate template database");
+                pool.close().await;
+                let renamed = conn
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "alter database {building} rename to {name}"
+                    )))
+                    .await;
+                if renamed.is_err() {
+                    let _ = conn
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "drop database if exists {building}"
+                        )))
+                        .await;
+                }
+                let stale: Vec<String> = sqlx::query_scalar(
+                    "select datname::text from pg_database
+                     where datname like 'aa\\_template\\_%' and datname <> $1",
+                )
+                .bind(&name)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+                for old in stale {
+                    let _ = conn
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "drop database if exists {old}"
+                        )))
+                        .await;
+                }
+            }
+            conn.close().await.ok();
+            name
+        })
+        .await
 }
 
 impl Drop for TestDatabase {
