@@ -113,11 +113,11 @@ pub async fn detached_leftovers(conn: &mut PgConnection) -> sqlx::Result<Vec<Par
     .fetch_all(&mut *conn)
     .await?;
     for name in pending {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "alter table activities detach partition {} finalize",
-            quote_ident(&name)
-        )))
-        .execute(&mut *conn)
+        on_table(
+            &mut *conn,
+            "alter table activities detach partition {table} finalize",
+            &name,
+        )
         .await?;
     }
     sqlx::query_as(
@@ -138,30 +138,28 @@ pub async fn detached_leftovers(conn: &mut PgConnection) -> sqlx::Result<Vec<Par
 /// that may still use it to finish (a long export included), then takes it out. Cannot run in
 /// a transaction.
 pub async fn detach(conn: &mut PgConnection, p: &Partition) -> sqlx::Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "alter table activities detach partition {} concurrently",
-        quote_ident(&p.name)
-    )))
-    .execute(conn)
+    on_table(
+        conn,
+        "alter table activities detach partition {table} concurrently",
+        &p.name,
+    )
     .await
-    .map(|_| ())
 }
 
 /// Drops a detached partition's table.
 pub async fn drop_detached(conn: &mut PgConnection, p: &Partition) -> sqlx::Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "drop table if exists {}",
-        quote_ident(&p.name)
-    )))
-    .execute(conn)
-    .await
-    .map(|_| ())
+    on_table(conn, "drop table if exists {table}", &p.name).await
 }
 
-/// Partition names come from the catalogue and match `activities_YYYY_MM`, never from a
-/// client; quoted anyway, as Postgres quotes identifiers.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+/// Runs `statement` with `{table}` replaced by the quoted `table`. Identifiers cannot be bound
+/// as parameters; these names come from the catalogue and match `activities_YYYY_MM`, never
+/// from a client, and are quoted anyway, as Postgres quotes identifiers.
+async fn on_table(conn: &mut PgConnection, statement: &str, table: &str) -> sqlx::Result<()> {
+    let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+    sqlx::query(sqlx::AssertSqlSafe(statement.replace("{table}", &quoted)))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

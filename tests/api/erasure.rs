@@ -64,17 +64,7 @@ async fn erase(app: &TestApp, user: Uuid) -> Value {
 async fn assert_answers_are_current(app: &TestApp, paths: &[String], case: &str) {
     for path in paths {
         let (_, served) = app.stats(path).await;
-        let fresh: Value = app
-            .send(
-                Method::GET,
-                &format!("/api/v1/stats/{path}"),
-                &app.read_token,
-                &[("Cache-Control", "no-cache")],
-            )
-            .await
-            .json()
-            .await
-            .expect("json");
+        let fresh = app.stats_fresh(path).await;
         assert_same(&served, &fresh, &format!("{case}: {path}"));
     }
 }

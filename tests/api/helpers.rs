@@ -493,6 +493,21 @@ impl TestApp {
             .expect("request")
     }
 
+    /// A statistics path computed now from Postgres (`Cache-Control: no-cache`), which must
+    /// succeed: what a cached answer must equal.
+    pub async fn stats_fresh(&self, path_and_query: &str) -> Value {
+        let response = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/v1/stats/{path_and_query}"),
+                &self.read_token,
+                &[("Cache-Control", "no-cache")],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path_and_query}");
+        response.json().await.expect("json")
+    }
+
     /// GET a statistics path that must succeed: (X-Cache, body).
     pub async fn stats(&self, path_and_query: &str) -> (String, Value) {
         let response = self.stats_response(path_and_query).await;

@@ -11,30 +11,14 @@ use activity_analytics::domain::{NewActivity, WriteWindow};
 use chrono::{SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{
-    AppOptions, Backend, OwnRedis, TestApp, pause_once, spawn_app_on, spawn_app_with,
-};
+use crate::helpers::{AppOptions, Backend, OwnRedis, pause_once, spawn_app_on, spawn_app_with};
 use crate::rollups::assert_same;
 
 const RANGE: &str = "from=2026-10-01&to=2026-11-01";
-
-/// The answer computed now from Postgres (`Cache-Control: no-cache`).
-async fn fresh(app: &TestApp, path: &str) -> Value {
-    let response = app
-        .send(
-            Method::GET,
-            &format!("/api/v1/stats/{path}"),
-            &app.read_token,
-            &[("Cache-Control", "no-cache")],
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-    response.json().await.expect("json")
-}
 
 /// Every kind of entry a create can update: each endpoint and bucket, with and without an
 /// action, aligned and unaligned ranges, and two users' profiles.
@@ -125,7 +109,7 @@ async fn check_exact_under_concurrent_creates(backend: Backend) {
         hits += usize::from(status == "HIT");
         assert_same(
             &cached,
-            &fresh(&app, path).await,
+            &app.stats_fresh(path).await,
             &format!("{backend:?} {path} ({status})"),
         );
     }
@@ -182,7 +166,7 @@ async fn the_default_dashboard_keeps_answering_hit_while_creates_land_on_today()
                 assert_eq!(status, "HIT", "{backend:?} {path} after create {i}");
                 assert_same(
                     &cached,
-                    &fresh(&app, path).await,
+                    &app.stats_fresh(path).await,
                     &format!("{backend:?} {path} {i}"),
                 );
             }

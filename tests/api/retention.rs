@@ -6,13 +6,13 @@
 use activity_analytics::db::{self, MIGRATOR};
 use activity_analytics::retention::{self, Outcome};
 use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::helpers::{
-    AppOptions, Backend, TestApp, TestDatabase, assert_problem, spawn_app_on, spawn_app_with,
+    AppOptions, Backend, TestDatabase, assert_problem, spawn_app_on, spawn_app_with,
 };
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -26,20 +26,6 @@ async fn partition_names(pool: &PgPool) -> Vec<String> {
         .into_iter()
         .map(|p| p.name)
         .collect()
-}
-
-/// The answer computed afresh from the database, bypassing the cache.
-async fn fresh(app: &TestApp, path: &str) -> Value {
-    let response = app
-        .send(
-            Method::GET,
-            &format!("/api/v1/stats/{path}"),
-            &app.read_token,
-            &[("cache-control", "no-cache")],
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.json().await.expect("json")
 }
 
 #[tokio::test]
@@ -173,7 +159,7 @@ async fn retention_drops_expired_months_with_their_rollups_and_cached_answers() 
     for path in &paths {
         let (status, cached) = app.stats(path).await;
         eprintln!("{path} {status} {cached}");
-        assert_eq!(cached, fresh(&app, path).await, "{path}");
+        assert_eq!(cached, app.stats_fresh(path).await, "{path}");
     }
     let (_, after) = app.stats(&paths[0]).await;
     assert_eq!(after["events"], json!(3));
