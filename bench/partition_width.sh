@@ -54,5 +54,5 @@ for name in get_by_id first_page user_page neighbour edge_hours; do
       | awk '/^tps/ {printf "%.0f", $3}'
   }
   m=$(tps activities) d=$(tps activities_by_day)
-  echo "| $name | $m | $d | $(echo "scale=2; $d / $m" | bc) |"
+  echo "| $name | $m | $d | $(awk -v d="$d" -v m="$m" 'BEGIN {printf "%.2f", d / m}') |"
 done

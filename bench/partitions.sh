@@ -32,16 +32,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Both builds share the target directory, so only this crate is compiled twice.
+# The current build first. Two checkouts of one package must not share a target directory:
+# cargo names their artifacts alike and would take one's for the other's, so the other build
+# gets a copy of this one's compiled dependencies, without this crate's own artifacts.
 target=${CARGO_TARGET_DIR:-$PWD/target}
-git worktree add --detach "$tmp/before" "$before" >/dev/null
-(cd "$tmp/before" && CARGO_TARGET_DIR=$target cargo build --release --quiet)
-cp "$target/release/analytics" "$tmp/analytics-before"
-# Cargo does not copy a fresh build of this crate to target/release again after the other one
-# replaced it: touching the binary's root makes it link (only) the binary anew.
-touch src/main.rs
+rm -rf "$target"/release/.fingerprint/activity-analytics-*
 CARGO_TARGET_DIR=$target cargo build --release --quiet
 cp "$target/release/analytics" "$tmp/analytics-after"
+git worktree add --detach "$tmp/before" "$before" >/dev/null
+mkdir -p "$tmp/target/release"
+cp -a "$target/release/build" "$target/release/deps" "$target/release/.fingerprint" "$tmp/target/release/"
+rm -rf "$tmp"/target/release/.fingerprint/activity-analytics-* "$tmp"/target/release/deps/*activity_analytics* \
+  "$tmp"/target/release/deps/analytics-*
+(cd "$tmp/before" && CARGO_TARGET_DIR=$tmp/target cargo build --release --quiet)
+cp "$tmp/target/release/analytics" "$tmp/analytics-before"
 grep -q activity_partitions_ensure "$tmp/analytics-after" || { echo "the current build has no migration 8" >&2; exit 1; }
 if grep -q activity_partitions_ensure "$tmp/analytics-before"; then echo "$before already has partitions" >&2; exit 1; fi
 
