@@ -141,7 +141,6 @@ impl MinRole for AdminRole {
 
 /// Proof that the request carries a valid token with at least role `R`.
 pub struct Authorized<R: MinRole> {
-    pub role: Role,
     /// The SHA-256 of the token: who sent the request, without keeping the token.
     pub principal: [u8; 32],
     _role: PhantomData<R>,
@@ -176,7 +175,6 @@ impl<R: MinRole> FromRequest for Authorized<R> {
                 return Err(ApiError::Forbidden);
             }
             Ok(Self {
-                role,
                 principal,
                 _role: PhantomData,
             })

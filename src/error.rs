@@ -42,8 +42,6 @@ pub enum ApiError {
     Unauthorized,
     #[error("this API key's role may not do this")]
     Forbidden,
-    #[error("{0}")]
-    Conflict(String),
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("the database is unavailable")]
@@ -158,7 +156,6 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::Conflict(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

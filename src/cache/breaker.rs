@@ -46,10 +46,6 @@ impl Breaker {
             .is_ok()
     }
 
-    pub fn is_open(&self) -> bool {
-        self.open_until_ms.load(Ordering::Acquire) != 0
-    }
-
     pub fn record_success(&self) {
         self.consecutive_failures.store(0, Ordering::Release);
         if self.open_until_ms.swap(0, Ordering::AcqRel) != 0 {
