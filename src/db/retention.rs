@@ -57,6 +57,15 @@ pub async fn forget_rollups(
         .execute(&mut *tx)
         .await?;
     }
+    for table in ["activity_hourly", "activity_hour_users"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "delete from {table} where hour >= $1 and hour < $2"
+        )))
+        .bind(midnight(first))
+        .bind(midnight(end))
+        .execute(&mut *tx)
+        .await?;
+    }
     let events = days.iter().map(|d| d.2).sum();
     let mut touches: Vec<Touch> = days
         .into_iter()

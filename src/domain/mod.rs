@@ -15,4 +15,4 @@ pub use export::{ExportFormat, ExportParams, ExportQuery};
 pub use live_write::{LiveWrite, Neighbours, Snapshot, Touch};
 pub use pagination::{Cursor, ListActivitiesQuery};
 pub use stats_query::{Bucket, StatsQuery, TopUsersLimit};
-pub use time_range::{DaySplit, TimeRange, parse_instant};
+pub use time_range::{DaySplit, Pieces, TimeRange, parse_instant};

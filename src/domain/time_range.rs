@@ -1,6 +1,6 @@
 //! `TimeRange`: a half-open UTC interval `[from, to)` as the statistics endpoints take it.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Duration, DurationRound, NaiveDate, NaiveTime, Timelike, Utc};
 
 use crate::error::FieldError;
 
@@ -55,6 +55,80 @@ fn midnight_at_or_after(t: DateTime<Utc>) -> DateTime<Utc> {
         t
     } else {
         next_utc_midnight(t)
+    }
+}
+
+/// How a range is read (docs/rollups.md, "Hours"): whole UTC days from the daily rollups, the
+/// whole hours of the partial days from the hourly ones, and only what is left, less than an hour
+/// at either end, from `activities`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pieces {
+    /// Whole days, `[first, end)`.
+    pub days: (NaiveDate, NaiveDate),
+    /// Spans of whole hours outside the whole days, `[from, to)`.
+    pub hours: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Spans shorter than an hour, read from the events.
+    pub raw: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl Pieces {
+    fn add_edge(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) {
+        if from >= to {
+            return;
+        }
+        let (first, end) = (hour_at_or_after(from), hour_at_or_before(to));
+        if first >= end {
+            self.raw.push((from, to));
+            return;
+        }
+        self.hours.push((first, end));
+        if from < first {
+            self.raw.push((from, first));
+        }
+        if end < to {
+            self.raw.push((end, to));
+        }
+    }
+
+    /// The hours of `hours` per UTC day, as the `bit(24)` masks of the per-user day rollups
+    /// (bit h, counted from the left, is hour h), in date order.
+    pub fn hour_masks(&self) -> Vec<(NaiveDate, String)> {
+        let mut masks: Vec<(NaiveDate, String)> = Vec::new();
+        for &(from, to) in &self.hours {
+            let mut hour = from;
+            while hour < to {
+                let day = hour.date_naive();
+                if masks.last().is_none_or(|(d, _)| *d != day) {
+                    masks.push((day, "0".repeat(24)));
+                }
+                if let Some((_, mask)) = masks.last_mut() {
+                    let h = hour.hour() as usize;
+                    mask.replace_range(h..=h, "1");
+                }
+                hour += Duration::hours(1);
+            }
+        }
+        masks
+    }
+
+    /// Starts and ends of `spans` as two arrays, the way the queries take them.
+    pub fn unzip(
+        spans: &[(DateTime<Utc>, DateTime<Utc>)],
+    ) -> (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) {
+        spans.iter().copied().unzip()
+    }
+}
+
+fn hour_at_or_before(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(Duration::hours(1)).unwrap_or(t)
+}
+
+fn hour_at_or_after(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = hour_at_or_before(t);
+    if floor == t {
+        t
+    } else {
+        floor + Duration::hours(1)
     }
 }
 
@@ -120,6 +194,31 @@ impl TimeRange {
     }
 
     /// Every UTC date that overlaps the range.
+    /// The range cut for the rollups: whole days, whole hours around them, the rest.
+    pub fn pieces(&self) -> Pieces {
+        let split = self.split_days();
+        let mut pieces = Pieces {
+            days: split.days(),
+            hours: Vec::new(),
+            raw: Vec::new(),
+        };
+        pieces.add_edge(self.from, split.whole_from);
+        pieces.add_edge(split.whole_to, self.to);
+        pieces
+    }
+
+    /// The range cut for hour buckets: whole hours, and the partial hours at either end.
+    pub fn hour_pieces(&self) -> Pieces {
+        let day = self.to.date_naive();
+        let mut pieces = Pieces {
+            days: (day, day),
+            hours: Vec::new(),
+            raw: Vec::new(),
+        };
+        pieces.add_edge(self.from, self.to);
+        pieces
+    }
+
     pub fn days(&self) -> impl Iterator<Item = NaiveDate> {
         let first = self.from.date_naive();
         let last = (self.to - Duration::microseconds(1)).date_naive();
@@ -194,6 +293,68 @@ mod tests {
                 "{from}..{to}"
             );
         }
+    }
+
+    #[test]
+    fn cuts_partial_days_into_whole_hours_and_short_raw_spans() {
+        let r =
+            TimeRange::new(at("2026-11-01T22:30:00Z"), at("2026-11-04T02:10:00Z")).expect("valid");
+        let p = r.pieces();
+        assert_eq!(
+            p.days,
+            (at("2026-11-02").date_naive(), at("2026-11-04").date_naive())
+        );
+        assert_eq!(
+            p.hours,
+            [
+                (at("2026-11-01T23:00:00Z"), at("2026-11-02")),
+                (at("2026-11-04"), at("2026-11-04T02:00:00Z"))
+            ]
+        );
+        assert_eq!(
+            p.raw,
+            [
+                (at("2026-11-01T22:30:00Z"), at("2026-11-01T23:00:00Z")),
+                (at("2026-11-04T02:00:00Z"), at("2026-11-04T02:10:00Z"))
+            ]
+        );
+        let masks = p.hour_masks();
+        assert_eq!(masks.len(), 2);
+        assert_eq!(
+            masks[0],
+            (
+                at("2026-11-01").date_naive(),
+                format!("{}1", "0".repeat(23))
+            )
+        );
+        assert_eq!(
+            masks[1],
+            (
+                at("2026-11-04").date_naive(),
+                format!("11{}", "0".repeat(22))
+            )
+        );
+
+        // Under a day across midnight: no whole day, whole hours on both sides of it.
+        let r =
+            TimeRange::new(at("2026-11-01T21:15:00Z"), at("2026-11-02T01:00:00Z")).expect("valid");
+        let p = r.pieces();
+        assert_eq!(p.days.0, p.days.1);
+        assert_eq!(
+            p.hours,
+            [(at("2026-11-01T22:00:00Z"), at("2026-11-02T01:00:00Z"))]
+        );
+        assert_eq!(
+            p.raw,
+            [(at("2026-11-01T21:15:00Z"), at("2026-11-01T22:00:00Z"))]
+        );
+        assert_eq!(p.hour_masks().len(), 2);
+
+        // Inside one hour: all raw.
+        let r =
+            TimeRange::new(at("2026-11-01T21:15:00Z"), at("2026-11-01T21:45:00Z")).expect("valid");
+        assert_eq!(r.hour_pieces().raw, [(r.from(), r.to())]);
+        assert!(r.hour_pieces().hours.is_empty());
     }
 
     #[test]

@@ -146,7 +146,9 @@ async fn retention_drops_expired_months_with_their_rollups_and_cached_answers() 
         "select (select count(*) from activity_daily where day < $1)
               + (select count(*) from activity_user_daily where day < $1)
               + (select count(*) from activity_user_action_daily where day < $1)
-              + (select count(*) from activity_day_users where day < $1)",
+              + (select count(*) from activity_day_users where day < $1)
+              + (select count(*) from activity_hourly where hour < $1::date::timestamp at time zone 'UTC')
+              + (select count(*) from activity_hour_users where hour < $1::date::timestamp at time zone 'UTC')",
     )
     .bind(old_month + chrono::Months::new(1))
     .fetch_one(&app.pool)
@@ -301,8 +303,14 @@ async fn an_unpartitioned_database_migrates_with_every_row_and_statistic_unchang
     .await
     .expect("insert");
     let before = snapshot(&pool).await;
-    db::migrate(&pool).await.expect("migrate to the end");
+    MIGRATOR
+        .run_to(20261130000008, &pool)
+        .await
+        .expect("migrate to 8");
     assert_eq!(snapshot(&pool).await, before, "rows and rollups unchanged");
+    // The later migrations (hourly rollups) rebuild from the rows; the rebuild check below
+    // holds them to the triggers' arithmetic.
+    db::migrate(&pool).await.expect("migrate to the end");
     let partitioned: bool =
         sqlx::query_scalar("select relkind = 'p' from pg_class where oid = 'activities'::regclass")
             .fetch_one(&pool)

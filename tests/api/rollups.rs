@@ -35,6 +35,11 @@ impl World {
         }
     }
 
+    /// The first of the three busy hours: 22:00 on the fifth day, so they cross a midnight.
+    fn busy_hour(&self) -> DateTime<Utc> {
+        self.start + Duration::days(5) - Duration::hours(2)
+    }
+
     /// A random activity: user 0 is heavy, the others light; times fall anywhere in the window.
     fn activity(&self, rng: &mut StdRng) -> Value {
         let user = if rng.random_bool(0.4) {
@@ -42,8 +47,14 @@ impl World {
         } else {
             self.users[rng.random_range(0..self.users.len())]
         };
-        let span = (self.now - self.start).num_seconds();
-        let at = self.start + Duration::seconds(rng.random_range(0..span));
+        // Half the activity falls in three busy hours, so that users share hours with their
+        // own other events and deletes leave hours both emptied and still occupied.
+        let at = if rng.random_bool(0.5) {
+            self.busy_hour() + Duration::seconds(rng.random_range(0..3 * 3600))
+        } else {
+            let span = (self.now - self.start).num_seconds();
+            self.start + Duration::seconds(rng.random_range(0..span))
+        };
         let mut item = json!({
             "user_id": user,
             "action": ACTIONS[rng.random_range(0..ACTIONS.len())],
@@ -163,6 +174,23 @@ async fn assert_every_statistic_matches(pool: &PgPool, world: &World) {
             world.start - Duration::days(40),
             world.start - Duration::days(1),
         ),
+        // Inside and across the busy hours, on and off the hour.
+        (world.busy_hour(), world.busy_hour() + Duration::hours(3)),
+        (
+            world.busy_hour() + Duration::minutes(30),
+            world.busy_hour() + Duration::minutes(150),
+        ),
+        (
+            world.busy_hour() + Duration::hours(1),
+            world.busy_hour() + Duration::days(2) + Duration::minutes(7),
+        ),
+        (
+            world.busy_hour() - Duration::days(2) - Duration::minutes(20),
+            world.busy_hour() + Duration::hours(1),
+        ),
+        // Edges of most of a day, whose short rest (half an hour) is inside the busy hours.
+        (world.busy_hour() + Duration::minutes(150), end),
+        (world.start, world.busy_hour() + Duration::minutes(90)),
     ];
     let actions = [None, Some("view"), Some("buy"), Some("never")];
     let mut conn = pool.acquire().await.expect("connection");
@@ -238,9 +266,16 @@ async fn rollup_tables(pool: &PgPool) -> Vec<String> {
          from activity_daily group by day, action
          having sum(events) <> 0 or sum(value_sum) <> 0 or sum(duration_count) <> 0
          order by day, action",
-        "select concat_ws(' ', day, user_id, events, trim_scale(value_sum))
+        "select concat_ws(' ', hour, action, sum(events), trim_scale(sum(value_sum)),
+                          trim_scale(sum(duration_sum)), sum(duration_count))
+         from activity_hourly group by hour, action
+         having sum(events) <> 0 or sum(value_sum) <> 0 or sum(duration_count) <> 0
+         order by hour, action",
+        "select concat_ws(' ', hour, action, sum(users)) from activity_hour_users
+         group by hour, action having sum(users) <> 0 order by hour, action",
+        "select concat_ws(' ', day, user_id, events, trim_scale(value_sum), hours)
          from activity_user_daily order by user_id, day",
-        "select concat_ws(' ', day, user_id, action, events, trim_scale(value_sum))
+        "select concat_ws(' ', day, user_id, action, events, trim_scale(value_sum), hours)
          from activity_user_action_daily order by user_id, action, day",
         // A bitmap whose last bit was cleared stays as zeros; a rebuild does not make it.
         "select concat_ws(' ', day, action, chunk, users) from activity_day_users

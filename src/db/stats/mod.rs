@@ -29,7 +29,7 @@ pub use top_users::{top_users, top_users_in};
 pub use user_stats::user_stats;
 
 use crate::domain::stats_query::ActiveUsersDay;
-use crate::domain::{Bucket, Snapshot, StatsQuery};
+use crate::domain::{Bucket, Pieces, Snapshot, StatsQuery};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
 pub struct ActionCount {
@@ -143,6 +143,32 @@ pub async fn in_snapshot<T>(
 
 fn action(q: &StatsQuery) -> Option<&str> {
     q.action.as_ref().map(|a| a.as_str())
+}
+
+/// Binds the parameters of a query over `pieces` (docs/rollups.md, "Hours"): `$1` from, `$2` to,
+/// `$3` the action, `$4`..`$5` the whole days, `$6`..`$7` the starts and ends of the whole-hour
+/// spans, `$8`..`$9` those of the raw spans, `$10`..`$11` the edge days and their hour masks.
+/// A query's own parameters follow from `$12`.
+fn bind_pieces<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    q: &'q StatsQuery,
+    pieces: &Pieces,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    let (hours_from, hours_to) = Pieces::unzip(&pieces.hours);
+    let (raw_from, raw_to) = Pieces::unzip(&pieces.raw);
+    let (mask_days, masks): (Vec<NaiveDate>, Vec<String>) = pieces.hour_masks().into_iter().unzip();
+    query
+        .bind(q.range.from())
+        .bind(q.range.to())
+        .bind(action(q))
+        .bind(pieces.days.0)
+        .bind(pieces.days.1)
+        .bind(hours_from)
+        .bind(hours_to)
+        .bind(raw_from)
+        .bind(raw_to)
+        .bind(mask_days)
+        .bind(masks)
 }
 
 /// Binds the parameters every rollup query over a range shares: `$1` from, `$2` to, `$3`..`$4`

@@ -1,9 +1,10 @@
 //! Summary from the rollups: totals per action from `activity_daily`, distinct users from the
-//! OR of the day bitmaps, and the partial edge days from `activities`.
+//! OR of the day bitmaps, the partial days from the hourly rollups and the hour masks of the
+//! per-user rows, and under an hour at either end from `activities`.
 
 use sqlx::PgExecutor;
 
-use super::{ActionCount, Summary, bind_range};
+use super::{ActionCount, Summary, bind_pieces};
 use crate::domain::StatsQuery;
 
 /// One row per action, then one row with a null action for the whole range.
@@ -17,32 +18,50 @@ struct Row {
     duration_count: i64,
 }
 
-// `edge` is materialised so the partial days are scanned once. A user seen in an edge counts
-// once more only if its bit is not already set in the bitmap of the whole days.
+// `raw` (the spans under an hour) is materialised so it is scanned once. `edge_users` are the
+// users of the partial days: those whose hour mask meets the whole hours read from
+// `activity_hourly`, and those of the raw spans; one counts once more only if its bit is not
+// already set in the bitmap of the whole days.
 const SQL: &str = "
-with edge as materialized (
-    select e.user_id, e.action, e.value, e.duration_ms, u.ordinal
-    from activities e join activity_users u using (user_id)
-    where ((e.occurred_at >= $1 and e.occurred_at < $3) or (e.occurred_at >= $4 and e.occurred_at < $2))
-      and ($5::text is null or e.action = $5)
+with raw as materialized (
+    select e.user_id, e.action, e.value, e.duration_ms
+    from unnest($8::timestamptz[], $9::timestamptz[]) r(lo, hi)
+    join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
+    where ($3::text is null or e.action = $3)
+), edge_users as materialized (
+    select distinct x.user_id, x.action, u.ordinal
+    from (
+        select a.user_id, a.action
+        from unnest($10::date[], $11::text[]) m(day, mask)
+        join activity_user_action_daily a on a.day = m.day
+        where (a.hours & m.mask::bit(24)) <> B'0'::bit(24) and ($3::text is null or a.action = $3)
+        union all
+        select user_id, action from raw
+    ) x
+    join activity_users u using (user_id)
 ), totals as (
     select action, sum(events)::int8 as events, sum(value_sum) as value_sum,
            sum(duration_sum) as duration_sum, sum(duration_count) as duration_count
     from (
         select action, events, value_sum, duration_sum, duration_count
         from activity_daily
-        where day >= $6 and day < $7 and ($5::text is null or action = $5)
+        where day >= $4 and day < $5 and ($3::text is null or action = $3)
+        union all
+        select h.action, h.events, h.value_sum, h.duration_sum, h.duration_count
+        from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
+        join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
+        where ($3::text is null or h.action = $3)
         union all
         select action, count(*), coalesce(sum(value::numeric), 0), coalesce(sum(duration_ms), 0),
                count(duration_ms)
-        from edge group by action
+        from raw group by action
     ) t
     group by action
     having sum(events) > 0
 ), bitmaps as (
     select action, chunk, bit_or(users) as users
     from activity_day_users
-    where day >= $6 and day < $7 and ($5::text is null or action = $5)
+    where day >= $4 and day < $5 and ($3::text is null or action = $3)
     group by action, chunk
 ), all_bitmaps as (
     select chunk, bit_or(users) as users from bitmaps group by chunk
@@ -50,15 +69,15 @@ with edge as materialized (
     select action, sum(n)::int8 as n from (
         select action, bit_count(users) as n from bitmaps
         union all
-        select e.action, count(distinct e.user_id)
-        from edge e left join bitmaps b on b.action = e.action and b.chunk = activity_user_chunk(e.ordinal)
+        select e.action, count(*)
+        from edge_users e left join bitmaps b on b.action = e.action and b.chunk = activity_user_chunk(e.ordinal)
         where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0
         group by e.action
     ) t group by action
 ), all_users as (
     select coalesce((select sum(bit_count(users)) from all_bitmaps), 0)::int8
          + (select count(distinct e.user_id)
-            from edge e left join all_bitmaps b on b.chunk = activity_user_chunk(e.ordinal)
+            from edge_users e left join all_bitmaps b on b.chunk = activity_user_chunk(e.ordinal)
             where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0) as n
 )
 select t.action, t.events, coalesce(a.n, 0) as unique_users, activity_float8(t.value_sum) as value_sum,
@@ -92,7 +111,10 @@ pub async fn summary_totals(
     db: impl PgExecutor<'_>,
     q: &StatsQuery,
 ) -> sqlx::Result<SummaryTotals> {
-    let rows: Vec<Row> = bind_range(sqlx::query_as(SQL), q).fetch_all(db).await?;
+    let pieces = q.range.pieces();
+    let rows: Vec<Row> = bind_pieces(sqlx::query_as(SQL), q, &pieces)
+        .fetch_all(db)
+        .await?;
     let mut summary = Summary {
         from: q.range.from(),
         to: q.range.to(),

@@ -1,49 +1,113 @@
-//! Time series from the rollups. Day, week and month buckets are made of whole UTC days, so
-//! only the partial days at the range's edges are read from `activities`; an hour bucket is
-//! smaller than a rollup row and is always computed from the activities themselves.
+//! Time series from the rollups. Day, week and month buckets are made of whole UTC days, and the
+//! partial days at the range's edges of whole hours; hour buckets read the hourly rollups. Only
+//! what is left, under an hour at either end, is read from `activities`.
 
 use sqlx::PgConnection;
 
-use super::{Timeseries, bind_range, reference};
+use super::{Timeseries, bind_pieces};
 use crate::domain::{Bucket, StatsQuery};
 
 // Bucket starts come from generate_series so that empty buckets are present as zeros; the
 // series stops 1 µs before `to` because generate_series includes its end point. Distinct users
-// per bucket are the popcount of the OR of its days' bitmaps, plus edge users whose bit is unset.
-const SQL: &str = "
+// per bucket are the popcount of the OR of its days' bitmaps, plus the users of its partial days
+// (hour masks, raw spans) whose bit is unset.
+const DAYS_SQL: &str = "
 with buckets as (
     select generate_series(
-        date_trunc($8, $1 at time zone 'UTC'),
+        date_trunc($12, $1 at time zone 'UTC'),
         ($2 at time zone 'UTC') - interval '1 microsecond',
-        ('1 ' || $8)::interval) as start
-), edge as materialized (
-    select date_trunc($8, e.occurred_at at time zone 'UTC') as start, e.user_id, e.value, u.ordinal
-    from activities e join activity_users u using (user_id)
-    where ((e.occurred_at >= $1 and e.occurred_at < $3) or (e.occurred_at >= $4 and e.occurred_at < $2))
-      and ($5::text is null or e.action = $5)
+        ('1 ' || $12)::interval) as start
+), raw as materialized (
+    select date_trunc($12, e.occurred_at at time zone 'UTC') as start, e.user_id, e.value
+    from unnest($8::timestamptz[], $9::timestamptz[]) r(lo, hi)
+    join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
+    where ($3::text is null or e.action = $3)
+), edge_users as materialized (
+    select distinct x.start, x.user_id, u.ordinal
+    from (
+        select date_trunc($12, m.day::timestamp) as start, a.user_id
+        from unnest($10::date[], $11::text[]) m(day, mask)
+        join activity_user_daily a on a.day = m.day
+        where $3::text is null and (a.hours & m.mask::bit(24)) <> B'0'::bit(24)
+        union all
+        select date_trunc($12, m.day::timestamp), a.user_id
+        from unnest($10::date[], $11::text[]) m(day, mask)
+        join activity_user_action_daily a on a.day = m.day
+        where a.action = $3 and (a.hours & m.mask::bit(24)) <> B'0'::bit(24)
+        union all
+        select start, user_id from raw
+    ) x
+    join activity_users u using (user_id)
 ), counts as (
     select start, sum(events)::int8 as events, sum(value_sum) as value_sum
     from (
-        select date_trunc($8, day::timestamp) as start, events, value_sum
+        select date_trunc($12, day::timestamp) as start, events, value_sum
         from activity_daily
-        where day >= $6 and day < $7 and ($5::text is null or action = $5)
+        where day >= $4 and day < $5 and ($3::text is null or action = $3)
         union all
-        select start, 1, coalesce(value::numeric, 0) from edge
+        select date_trunc($12, h.hour at time zone 'UTC'), h.events, h.value_sum
+        from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
+        join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
+        where ($3::text is null or h.action = $3)
+        union all
+        select start, 1, coalesce(value::numeric, 0) from raw
     ) t
     group by start
 ), bitmaps as (
-    select date_trunc($8, day::timestamp) as start, chunk, bit_or(users) as users
+    select date_trunc($12, day::timestamp) as start, chunk, bit_or(users) as users
     from activity_day_users
-    where day >= $6 and day < $7 and ($5::text is null or action = $5)
+    where day >= $4 and day < $5 and ($3::text is null or action = $3)
     group by 1, 2
 ), users as (
     select start, sum(n)::int8 as n from (
         select start, bit_count(users) as n from bitmaps
         union all
-        select e.start, count(distinct e.user_id)
-        from edge e left join bitmaps b on b.start = e.start and b.chunk = activity_user_chunk(e.ordinal)
+        select e.start, count(*)
+        from edge_users e left join bitmaps b on b.start = e.start and b.chunk = activity_user_chunk(e.ordinal)
         where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0
         group by e.start
+    ) t group by start
+)
+select b.start at time zone 'UTC' as start,
+       coalesce(c.events, 0) as events,
+       coalesce(u.n, 0) as unique_users,
+       activity_float8(coalesce(c.value_sum, 0)) as value_sum
+from buckets b left join counts c using (start) left join users u using (start)
+order by b.start";
+
+// Hour buckets: a whole hour reads its totals from `activity_hourly` and its distinct users from
+// `activity_hour_users` (action '' counts every action); a partial hour at either end of the
+// range is read from `activities`. No hour is both.
+const HOURS_SQL: &str = "
+with buckets as (
+    select generate_series(
+        date_trunc('hour', $1 at time zone 'UTC'),
+        ($2 at time zone 'UTC') - interval '1 microsecond',
+        interval '1 hour') as start
+), raw as materialized (
+    select date_trunc('hour', e.occurred_at at time zone 'UTC') as start, e.user_id, e.value
+    from unnest($8::timestamptz[], $9::timestamptz[]) r(lo, hi)
+    join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
+    where ($3::text is null or e.action = $3)
+), counts as (
+    select start, sum(events)::int8 as events, sum(value_sum) as value_sum
+    from (
+        select h.hour at time zone 'UTC' as start, h.events, h.value_sum
+        from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
+        join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
+        where ($3::text is null or h.action = $3)
+        union all
+        select start, 1, coalesce(value::numeric, 0) from raw
+    ) t
+    group by start
+), users as (
+    select start, sum(n)::int8 as n from (
+        select h.hour at time zone 'UTC' as start, h.users as n
+        from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
+        join activity_hour_users h on h.hour >= r.lo and h.hour < r.hi
+        where h.action = coalesce($3::text, '')
+        union all
+        select start, count(distinct user_id) from raw group by start
     ) t group by start
 )
 select b.start at time zone 'UTC' as start,
@@ -58,13 +122,18 @@ pub async fn timeseries(
     q: &StatsQuery,
     bucket: Bucket,
 ) -> sqlx::Result<Timeseries> {
-    if bucket == Bucket::Hour {
-        return reference::timeseries(db, q, bucket).await;
-    }
-    let points = bind_range(sqlx::query_as(SQL), q)
-        .bind(bucket.as_str())
-        .fetch_all(db)
-        .await?;
+    let points = if bucket == Bucket::Hour {
+        let pieces = q.range.hour_pieces();
+        bind_pieces(sqlx::query_as(HOURS_SQL), q, &pieces)
+            .fetch_all(db)
+            .await?
+    } else {
+        let pieces = q.range.pieces();
+        bind_pieces(sqlx::query_as(DAYS_SQL), q, &pieces)
+            .bind(bucket.as_str())
+            .fetch_all(db)
+            .await?
+    };
     Ok(Timeseries {
         from: q.range.from(),
         to: q.range.to(),

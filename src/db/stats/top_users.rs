@@ -1,13 +1,13 @@
 //! Top users from the per-user daily rollups, without summing every user's days.
 //!
 //! Summing each user's days over a month reads every (user, day) row: hundreds of thousands on a
-//! busy service. Instead the `m` heaviest users of each whole day, and of the partial edge days,
-//! become candidates and only their totals are computed. Anyone else had at most the m-th count
+//! busy service. Instead the `m` heaviest users of each day the range touches (the partial edge
+//! days included) become candidates and only their totals are computed. Anyone else had at most the m-th count
 //! of each day, so at most `bound` events in the range. When the `limit`-th candidate has more
 //! than `bound`, nobody outside the candidates can reach the list and the answer is exact;
 //! otherwise (a flat distribution) the full sum decides. Both paths give the same list.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -39,25 +39,21 @@ order by d.day, h.events desc";
 
 /// Totals over the range, heaviest first, with the time of each one's last event in the range.
 /// `$rows` reads the whole days of the users in `$8` (or of everyone, `$8` null) from a rollup;
-/// `$edge` limits the partial edge days to the same users.
+/// `$edge` the partial edge days of the same users from `activities`.
 macro_rules! totals_sql {
-    ($rows:literal, $edge:literal) => {
+    ($rows:literal, $edge:expr) => {
         concat!(
             "with totals as (
                  select user_id, sum(events)::int8 as events, sum(value_sum) as value_sum
                  from (",
             $rows,
             "
-                     union all
-                     select a.user_id, count(*), coalesce(sum(a.value::numeric), 0)
-                     from activities a
-                     where ((a.occurred_at >= $1 and a.occurred_at < $3) or (a.occurred_at >= $4 and a.occurred_at < $2))
-                       and ($5::text is null or a.action = $5)",
+                     union all",
             $edge,
             "
-                     group by a.user_id
                  ) t
                  group by user_id
+                 having sum(events) > 0
                  order by events desc, user_id
                  limit $9
              )
@@ -72,40 +68,62 @@ macro_rules! totals_sql {
 }
 
 // Candidates are joined from an array so each one is an index lookup on the rollup's
-// (user_id, ...) primary key; a filter `user_id = any($8)` invites a scan of every row.
+// (user_id, ...) primary key, and their edges one range scan each of the (user_id, occurred_at)
+// index; a filter `user_id = any($8)` invites a scan of every row.
+// A candidate's partial edge days: `$10` are edge days read whole from the rollup (below), and
+// `$11`..`$13` spans of its events added (+1) or taken away (-1), each one range scan of the
+// (user_id, occurred_at) index. An edge day is its whole-day row minus the rest of the day
+// when that rest is the shorter part (a range from 02:00 reads two hours, not twenty-two).
+macro_rules! candidate_edges {
+    () => {
+        "
+    select c.user_id, e.events, e.value_sum
+    from unnest($8::uuid[]) c(user_id)
+    cross join lateral (
+        select coalesce(sum(s.sign), 0) as events, coalesce(sum(s.sign * a.value::numeric), 0) as value_sum
+        from unnest($11::timestamptz[], $12::timestamptz[], $13::int4[]) s(lo, hi, sign)
+        join activities a on a.user_id = c.user_id and a.occurred_at >= s.lo and a.occurred_at < s.hi
+        where ($5::text is null or a.action = $5)
+    ) e"
+    };
+}
+
+macro_rules! everyone_edges {
+    () => {
+        "
+    select a.user_id, count(*), coalesce(sum(a.value::numeric), 0)
+    from activities a
+    where ((a.occurred_at >= $1 and a.occurred_at < $3) or (a.occurred_at >= $4 and a.occurred_at < $2))
+      and ($5::text is null or a.action = $5)
+    group by a.user_id"
+    };
+}
+
 const CANDIDATES_ALL: &str = totals_sql!(
     "select r.user_id, r.events, r.value_sum
      from unnest($8::uuid[]) c(user_id)
-     join activity_user_daily r on r.user_id = c.user_id and r.day >= $6 and r.day < $7",
-    " and a.user_id = any($8)"
+     join activity_user_daily r
+       on r.user_id = c.user_id and ((r.day >= $6 and r.day < $7) or r.day = any($10::date[]))",
+    candidate_edges!()
 );
 const CANDIDATES_ONE: &str = totals_sql!(
     "select r.user_id, r.events, r.value_sum
      from unnest($8::uuid[]) c(user_id)
      join activity_user_action_daily r
-       on r.user_id = c.user_id and r.action = $5 and r.day >= $6 and r.day < $7",
-    " and a.user_id = any($8)"
+       on r.user_id = c.user_id and r.action = $5
+          and ((r.day >= $6 and r.day < $7) or r.day = any($10::date[]))",
+    candidate_edges!()
 );
 const EVERYONE_ALL: &str = totals_sql!(
     "select r.user_id, r.events, r.value_sum from activity_user_daily r
      where r.day >= $6 and r.day < $7 and $8::uuid[] is null",
-    ""
+    everyone_edges!()
 );
 const EVERYONE_ONE: &str = totals_sql!(
     "select r.user_id, r.events, r.value_sum from activity_user_action_daily r
      where r.action = $5 and r.day >= $6 and r.day < $7 and $8::uuid[] is null",
-    ""
+    everyone_edges!()
 );
-
-// The heaviest users of the partial edge days, read from `activities`.
-const EDGE_HEADS: &str = "
-select user_id, count(*)::int8 as events
-from activities
-where ((occurred_at >= $1 and occurred_at < $3) or (occurred_at >= $4 and occurred_at < $2))
-  and ($5::text is null or action = $5)
-group by user_id
-order by events desc, user_id
-limit $6";
 
 pub async fn top_users(
     db: &PgPool,
@@ -128,8 +146,11 @@ pub async fn top_users_in(
     q: &StatsQuery,
     limit: TopUsersLimit,
 ) -> sqlx::Result<Vec<TopUser>> {
-    let split = q.range.split_days();
-    let (first_day, end_day) = split.days();
+    // Every day the range touches, the partial ones included: a user's count in part of a day
+    // is at most its count in the whole day, so the whole day's heads bound the part too.
+    let mut days = q.range.days();
+    let first_day = days.next().unwrap_or_else(|| q.range.from().date_naive());
+    let end_day = days.last().unwrap_or(first_day) + chrono::Days::new(1);
     // Enough heads per day that, on skewed data, the bound falls well below the list.
     let m = 2 * limit.0 + 50;
     let mut heads = sqlx::query_as(if q.action.is_some() {
@@ -149,18 +170,6 @@ pub async fn top_users_in(
         let day: Vec<(Uuid, i64)> = day.iter().map(|(_, u, e)| (*u, *e)).collect();
         candidates.add(&day, m);
     }
-    if split.whole_from != q.range.from() || split.whole_to != q.range.to() {
-        let edge: Vec<(Uuid, i64)> = sqlx::query_as(EDGE_HEADS)
-            .bind(q.range.from())
-            .bind(q.range.to())
-            .bind(split.whole_from)
-            .bind(split.whole_to)
-            .bind(action(q))
-            .bind(m)
-            .fetch_all(&mut *db)
-            .await?;
-        candidates.add(&edge, m);
-    }
 
     let totals = |sql: &'static str, users: Option<Vec<Uuid>>| {
         bind_range(sqlx::query_as::<_, TopUser>(sql), q)
@@ -175,7 +184,13 @@ pub async fn top_users_in(
     // A heavy user heads most days: look each one up once.
     candidates.users.sort_unstable();
     candidates.users.dedup();
+    let edges = EdgePlan::of(q);
+    let (lo, hi, sign): (Vec<_>, Vec<_>, Vec<_>) = edges.spans.into_iter().collect();
     let mut items = totals(of_candidates, Some(candidates.users))
+        .bind(edges.whole_days)
+        .bind(lo)
+        .bind(hi)
+        .bind(sign)
         .fetch_all(&mut *db)
         .await?;
     let settled = candidates.bound == 0
@@ -190,6 +205,48 @@ pub async fn top_users_in(
         items = totals(everyone, None).fetch_all(&mut *db).await?;
     }
     Ok(items)
+}
+
+/// How the candidates' partial edge days are read (see `candidate_edges!`).
+struct EdgePlan {
+    whole_days: Vec<NaiveDate>,
+    spans: Vec<(DateTime<Utc>, DateTime<Utc>, i32)>,
+}
+
+impl EdgePlan {
+    fn of(q: &StatsQuery) -> Self {
+        let (from, to) = (q.range.from(), q.range.to());
+        let split = q.range.split_days();
+        let mut plan = Self {
+            whole_days: Vec::new(),
+            spans: Vec::new(),
+        };
+        if split.whole_from == split.whole_to {
+            plan.spans.push((from, to, 1));
+            return plan;
+        }
+        let day = Duration::days(1);
+        // [from, whole_from) is the end of the day before whole_from.
+        if from < split.whole_from {
+            let day_start = split.whole_from - day;
+            if split.whole_from - from <= day / 2 {
+                plan.spans.push((from, split.whole_from, 1));
+            } else {
+                plan.whole_days.push(day_start.date_naive());
+                plan.spans.push((day_start, from, -1));
+            }
+        }
+        // [whole_to, to) is the start of the day at whole_to.
+        if split.whole_to < to {
+            if to - split.whole_to <= day / 2 {
+                plan.spans.push((split.whole_to, to, 1));
+            } else {
+                plan.whole_days.push(split.whole_to.date_naive());
+                plan.spans.push((to, split.whole_to + day, -1));
+            }
+        }
+        plan
+    }
 }
 
 #[derive(Default)]
