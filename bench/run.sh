@@ -123,6 +123,35 @@ if [ "$scale_events" -gt 0 ]; then
   scale_token=$("$bin" keys create --name "bench-$$" --role read)
   SERVER_RUST_LOG=warn,activity_analytics=info start_server "$bin"
   cold_scale=$(cold_ms "http://$addr" "Authorization: Bearer $scale_token")
+  # Every statistic under the parameters a client may pick (issue 17): the default range, a range
+  # cut at 02:00 and 22:00, one action, both; the heaviest seeded user and a typical one.
+  matrix_median() {
+    for _ in 1 2 3 4 5; do
+      curl -s -o /dev/null -w "%{time_total}\n" -H "Authorization: Bearer $scale_token" \
+        -H "Cache-Control: no-cache" "http://$addr/api/v1/stats/$1"
+    done | sort -n | sed -n 3p
+  }
+  heaviest=$(psql -tA -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c \
+    "select user_id from activity_user_daily group by 1 order by sum(events) desc limit 1")
+  typical=$(psql -tA -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c \
+    "select user_id from activity_user_daily group by 1 order by sum(events) desc, 1 limit 1 offset 10000")
+  cut="from=$(date -u -d '40 days ago' +%Y-%m-%dT02:00:00Z)&to=$(date -u -d '10 days ago' +%Y-%m-%dT22:00:00Z)"
+  for endpoint in "summary?" "timeseries?bucket=hour&" "timeseries?bucket=day&" "timeseries?bucket=week&" \
+    "timeseries?bucket=month&" "active-users?" "top-users?" "users/$heaviest?" "users/$typical?"; do
+    for variant in default cut action cut_action; do
+      case $variant in
+        default) query="" ;;
+        cut) query="$cut" ;;
+        action) query="action=purchase" ;;
+        cut_action) query="$cut&action=purchase" ;;
+      esac
+      # active-users takes a date, not a range.
+      [ "$endpoint" = "active-users?" ] && query=${query//$cut/date=$(date -u -d '10 days ago' +%Y-%m-%d)}
+      name=${endpoint%%\?*}; name=${name/$heaviest/heaviest}; name=${name/$typical/typical}
+      [ "${endpoint#timeseries?bucket=}" != "$endpoint" ] && name="timeseries_${endpoint#timeseries?bucket=}" && name=${name%&}
+      echo "$name $variant $(matrix_median "$endpoint$query")" >>"$tmp/matrix.txt"
+    done
+  done
   # Export every event, as NDJSON and as CSV, while sampling the server's resident memory every
   # 0.1 s: the rate, and whether memory stays flat (it holds one page of 1000 rows at a time).
   rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$server_pid/status"; }
@@ -227,6 +256,12 @@ out = {
         "summary_hit_over_miss": round(results["summary_hit"]["rps"] / results["summary_miss"]["rps"], 1),
     },
 }
+matrix = {}
+if os.path.exists(f"{tmp}/matrix.txt"):
+    for line in open(f"{tmp}/matrix.txt"):
+        name, variant, secs = line.split()
+        matrix.setdefault(name, {})[variant] = round(float(secs) * 1000, 1)
+out["scale"]["matrix_ms"] = matrix
 json.dump(out, open("bench/results.json", "w"), indent=2)
 rows = ["| scenario | req/s | p50 ms | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: |"]
 for n in names:
@@ -246,6 +281,13 @@ md = "\n".join([
     f"- export of all {int(scale_events):,} events as {fmt}: {e['seconds']:.0f} s (**{e['events_per_sec']:,} events/s**, {e['bytes'] / e['seconds'] / 1e6:.0f} MB/s); server memory {e['rss_before_mb']} MB before, **{e['rss_peak_mb']} MB** at most during it"
     for fmt, e in exports.items()
 ])
+if matrix:
+    variants = ["default", "cut", "action", "cut_action"]
+    md += "\n".join(["", "", f"Cold answers on {int(scale_events):,} events, median of 5, ms, by parameters: default 30 days; cut = "
+                      "from 02:00 forty days ago to 22:00 ten days ago (active-users: the date ten days ago); action = one action; "
+                      "users/heaviest = the seeded user with the most events, users/typical = the 10,001st:", "",
+                      "| request | default | cut | action | cut + action |", "| --- | ---: | ---: | ---: | ---: |"]
+                     + [f"| {name} | " + " | ".join(f"{m.get(v, float('nan')):.1f}" for v in variants) + " |" for name, m in matrix.items()])
 open("bench/results.md", "w").write(md + "\n")
 print(md)
 PY

@@ -18,18 +18,19 @@ struct Row {
     duration_count: i64,
 }
 
-// `raw` (the spans under an hour) is materialised so it is scanned once. `edge_users` are the
-// users of the partial days: those whose hour mask meets the whole hours read from
-// `activity_hourly`, and those of the raw spans; one counts once more only if its bit is not
-// already set in the bitmap of the whole days.
+// `raw` (the spans under an hour) is materialised so it is scanned once. `edge_bits` are the
+// users of the partial days as bitmaps like the days' own: those whose hour mask meets the whole
+// hours read from `activity_hourly`, and those of the raw spans. Distinct users are the popcount
+// of the OR of both.
 const SQL: &str = "
 with raw as materialized (
     select e.user_id, e.action, e.value, e.duration_ms
     from unnest($8::timestamptz[], $9::timestamptz[]) r(lo, hi)
     join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
     where ($3::text is null or e.action = $3)
-), edge_users as materialized (
-    select distinct x.user_id, x.action, u.ordinal
+), edge_bits as (
+    select x.action, activity_user_chunk(u.ordinal) as chunk,
+           bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)) as users
     from (
         select a.user_id, a.action
         from unnest($10::date[], $11::text[]) m(day, mask)
@@ -39,6 +40,7 @@ with raw as materialized (
         select user_id, action from raw
     ) x
     join activity_users u using (user_id)
+    group by 1, 2
 ), totals as (
     select action, sum(events)::int8 as events, sum(value_sum) as value_sum,
            sum(duration_sum) as duration_sum, sum(duration_count) as duration_count
@@ -60,25 +62,19 @@ with raw as materialized (
     having sum(events) > 0
 ), bitmaps as (
     select action, chunk, bit_or(users) as users
-    from activity_day_users
-    where day >= $4 and day < $5 and ($3::text is null or action = $3)
+    from (
+        select action, chunk, users from activity_day_users
+        where day >= $4 and day < $5 and ($3::text is null or action = $3)
+        union all
+        select action, chunk, users from edge_bits
+    ) b
     group by action, chunk
 ), all_bitmaps as (
     select chunk, bit_or(users) as users from bitmaps group by chunk
 ), action_users as (
-    select action, sum(n)::int8 as n from (
-        select action, bit_count(users) as n from bitmaps
-        union all
-        select e.action, count(*)
-        from edge_users e left join bitmaps b on b.action = e.action and b.chunk = activity_user_chunk(e.ordinal)
-        where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0
-        group by e.action
-    ) t group by action
+    select action, sum(bit_count(users))::int8 as n from bitmaps group by action
 ), all_users as (
-    select coalesce((select sum(bit_count(users)) from all_bitmaps), 0)::int8
-         + (select count(distinct e.user_id)
-            from edge_users e left join all_bitmaps b on b.chunk = activity_user_chunk(e.ordinal)
-            where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0) as n
+    select coalesce(sum(bit_count(users)), 0)::int8 as n from all_bitmaps
 )
 select t.action, t.events, coalesce(a.n, 0) as unique_users, activity_float8(t.value_sum) as value_sum,
        t.duration_sum::float8 as duration_sum, t.duration_count::int8 as duration_count
