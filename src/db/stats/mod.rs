@@ -1,8 +1,8 @@
 //! The aggregate queries behind the statistics endpoints, and the JSON shapes they answer with.
 //!
-//! Each endpoint has its own module that reads the rollups (migration 4, docs/rollups.md): whole
-//! UTC days come from a few small rows kept exact by triggers, and only the partial days at the
-//! edges of a range come from `activities`. `reference` computes every statistic from the raw rows
+//! Each endpoint has its own module that reads the rollups (migrations 4 and 9, docs/rollups.md):
+//! whole UTC days and whole hours come from a few small rows kept exact by triggers, and only the
+//! minutes before the first whole hour and after the last come from `activities`. `reference` computes every statistic from the raw rows
 //! alone; it is the definition the rollup queries must equal, and tests hold them to it.
 //! Ranges are half-open `[from, to)`; buckets are UTC.
 

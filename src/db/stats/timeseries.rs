@@ -7,22 +7,49 @@ use sqlx::PgConnection;
 use super::{Timeseries, bind_pieces};
 use crate::domain::{Bucket, StatsQuery};
 
+/// Both shapes share their frame: the bucket starts (`$unit` is how they are truncated), the
+/// raw spans' events in `raw`, and the answer joining `counts` and `users` to every bucket.
+macro_rules! series_sql {
+    ($unit:literal, $body:literal) => {
+        concat!(
+            "
+with buckets as (
+    select generate_series(
+        date_trunc(",
+            $unit,
+            ", $1 at time zone 'UTC'),
+        ($2 at time zone 'UTC') - interval '1 microsecond',
+        ('1 ' || ",
+            $unit,
+            ")::interval) as start
+), raw as materialized (
+    select date_trunc(",
+            $unit,
+            ", e.occurred_at at time zone 'UTC') as start, e.user_id, e.value
+    from unnest($8::timestamptz[], $9::timestamptz[]) r(lo, hi)
+    join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
+    where ($3::text is null or e.action = $3)
+), ",
+            $body,
+            "
+)
+select b.start at time zone 'UTC' as start,
+       coalesce(c.events, 0) as events,
+       coalesce(u.n, 0) as unique_users,
+       activity_float8(coalesce(c.value_sum, 0)) as value_sum
+from buckets b left join counts c using (start) left join users u using (start)
+order by b.start"
+        )
+    };
+}
+
 // Bucket starts come from generate_series so that empty buckets are present as zeros; the
 // series stops 1 µs before `to` because generate_series includes its end point. Distinct users
 // per bucket are the popcount of the OR of its days' bitmaps, plus the users of its partial days
 // (hour masks, raw spans) whose bit is unset.
-const DAYS_SQL: &str = "
-with buckets as (
-    select generate_series(
-        date_trunc($12, $1 at time zone 'UTC'),
-        ($2 at time zone 'UTC') - interval '1 microsecond',
-        ('1 ' || $12)::interval) as start
-), raw as materialized (
-    select date_trunc($12, e.occurred_at at time zone 'UTC') as start, e.user_id, e.value
-    from unnest($8::timestamptz[], $9::timestamptz[]) r(lo, hi)
-    join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
-    where ($3::text is null or e.action = $3)
-), edge_users as materialized (
+const DAYS_SQL: &str = series_sql!(
+    "$12",
+    "edge_users as materialized (
     select distinct x.start, x.user_id, u.ordinal
     from (
         select date_trunc($12, m.day::timestamp) as start, a.user_id
@@ -66,30 +93,15 @@ with buckets as (
         from edge_users e left join bitmaps b on b.start = e.start and b.chunk = activity_user_chunk(e.ordinal)
         where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0
         group by e.start
-    ) t group by start
-)
-select b.start at time zone 'UTC' as start,
-       coalesce(c.events, 0) as events,
-       coalesce(u.n, 0) as unique_users,
-       activity_float8(coalesce(c.value_sum, 0)) as value_sum
-from buckets b left join counts c using (start) left join users u using (start)
-order by b.start";
+    ) t group by start"
+);
 
 // Hour buckets: a whole hour reads its totals from `activity_hourly` and its distinct users from
 // `activity_hour_users` (action '' counts every action); a partial hour at either end of the
 // range is read from `activities`. No hour is both.
-const HOURS_SQL: &str = "
-with buckets as (
-    select generate_series(
-        date_trunc('hour', $1 at time zone 'UTC'),
-        ($2 at time zone 'UTC') - interval '1 microsecond',
-        interval '1 hour') as start
-), raw as materialized (
-    select date_trunc('hour', e.occurred_at at time zone 'UTC') as start, e.user_id, e.value
-    from unnest($8::timestamptz[], $9::timestamptz[]) r(lo, hi)
-    join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
-    where ($3::text is null or e.action = $3)
-), counts as (
+const HOURS_SQL: &str = series_sql!(
+    "'hour'",
+    "counts as (
     select start, sum(events)::int8 as events, sum(value_sum) as value_sum
     from (
         select h.hour at time zone 'UTC' as start, h.events, h.value_sum
@@ -108,14 +120,8 @@ with buckets as (
         where h.action = coalesce($3::text, '')
         union all
         select start, count(distinct user_id) from raw group by start
-    ) t group by start
-)
-select b.start at time zone 'UTC' as start,
-       coalesce(c.events, 0) as events,
-       coalesce(u.n, 0) as unique_users,
-       activity_float8(coalesce(c.value_sum, 0)) as value_sum
-from buckets b left join counts c using (start) left join users u using (start)
-order by b.start";
+    ) t group by start"
+);
 
 pub async fn timeseries(
     db: &mut PgConnection,
