@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand};
 use crate::auth::{self, Role};
 use crate::config::Settings;
 use crate::retention::Outcome;
-use crate::startup::{AppState, Application};
+use crate::startup::Application;
+use crate::state::AppState;
 use crate::{db, statistics};
 
 #[derive(Debug, Parser)]

@@ -13,7 +13,7 @@ use crate::cache::Committed;
 use crate::db;
 use crate::db::partitions::{KnownPartitions, Partition};
 use crate::pending_updates::PendingUpdates;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The advisory lock only one retention run holds at a time, across every instance.
 const LOCK: (i32, i32) = (7412, 1);

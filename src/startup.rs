@@ -2,7 +2,6 @@
 //! picks a free one, which tests use) and wires state, middleware and routes.
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
@@ -10,73 +9,15 @@ use actix_web::dev::Server;
 use actix_web::http::{Method, header};
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
-use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::KeyStore;
-use crate::cache::Cache;
 use crate::config::Settings;
-use crate::db::partitions::KnownPartitions;
-use crate::domain::WriteWindow;
 use crate::http::middleware::{
     head_as_get, problem_for_other_errors, record_metrics, request_id_header, security_headers,
 };
-use crate::http::rate_limit::{RateLimiter, limit_rate};
-use crate::metrics::Metrics;
-use crate::pending_updates::PendingUpdates;
+use crate::http::rate_limit::limit_rate;
+use crate::state::AppState;
 use crate::{db, http, retention};
-
-/// What every handler can reach.
-pub struct AppState {
-    pub pool: PgPool,
-    pub cache: Arc<Cache>,
-    pub keys: KeyStore,
-    pub metrics: Arc<Metrics>,
-    pub rate_limiter: RateLimiter,
-    pub pending: Arc<PendingUpdates>,
-    /// The months whose partitions exist, so writes rarely need to ask.
-    pub partitions: KnownPartitions,
-    /// `RETENTION_DAYS`.
-    pub retention_days: Option<u32>,
-}
-
-impl AppState {
-    /// State without an HTTP server, for the commands that use the cache (`prewarm`).
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
-        let pool = db::pool(settings)?;
-        let mut metrics = Metrics::new();
-        if settings.redis_url.is_some() {
-            metrics.register_redis_gauges();
-        }
-        let metrics = Arc::new(metrics);
-        let cache = Arc::new(Cache::new(
-            settings,
-            metrics.clone(),
-            Arc::new(crate::statistics::live::Applier),
-        )?);
-        Ok(Self {
-            keys: KeyStore::new(db::key_pool(settings)?),
-            pending: Arc::new(PendingUpdates::new(pool.clone(), cache.clone())),
-            pool,
-            cache,
-            metrics,
-            partitions: KnownPartitions::default(),
-            retention_days: settings.retention_days,
-            rate_limiter: RateLimiter::new(
-                settings.rate_limit_per_second,
-                settings.rate_limit_burst,
-            ),
-        })
-    }
-
-    /// What a write arriving now may date its activities at.
-    pub fn write_window(&self) -> WriteWindow {
-        WriteWindow {
-            now: chrono::Utc::now(),
-            retention_days: self.retention_days,
-        }
-    }
-}
 
 pub struct Application {
     port: u16,

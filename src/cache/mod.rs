@@ -14,6 +14,7 @@ mod memory;
 mod redis_backend;
 pub mod single_flight;
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
@@ -27,7 +28,6 @@ pub use key::{CacheKey, Endpoint, Invalidation, Touch};
 
 use crate::config::Settings;
 use crate::domain::{LiveWrite, Snapshot};
-use crate::error::{ApiError, ApiResult};
 use crate::metrics::{EndpointLabels, Metrics, OperationLabels};
 use breaker::Breaker;
 use entry::{Entry, Meta, version_of};
@@ -247,8 +247,10 @@ pub struct CacheStats {
     pub by_endpoint: std::collections::BTreeMap<&'static str, EndpointStats>,
 }
 
-/// A computation's answer, how it was obtained, and the write-log position it includes.
-type SharedResult = Result<(Arc<Payload>, CacheStatus, u64), Arc<ApiError>>;
+/// A computation's answer, how it was obtained, and the write-log position it includes. The
+/// cache never looks at a computation's error: it hands the same one to every request that
+/// joined the computation, whatever its type (see `get_or_compute`).
+type SharedResult = Result<(Arc<Payload>, CacheStatus, u64), Arc<dyn Any + Send + Sync>>;
 /// A test-only pause between a create's commit and its cache update (the same shape as
 /// [`StoreHook`]).
 pub type WriteHook = StoreHook;
@@ -340,15 +342,16 @@ impl Cache {
     /// (once per key and generations on this instance, however many ask) and stored, brought up
     /// to date with the creates logged while it was computed, unless a write invalidated the
     /// key meanwhile.
-    pub async fn get_or_compute<F, Fut>(
+    pub async fn get_or_compute<F, Fut, E>(
         &self,
         key: &CacheKey,
         freshness: Freshness,
         compute: F,
-    ) -> ApiResult<(Arc<Payload>, CacheStatus)>
+    ) -> Result<(Arc<Payload>, CacheStatus), Arc<E>>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = ApiResult<Fresh>>,
+        Fut: Future<Output = Result<Fresh, E>>,
+        E: Send + Sync + 'static,
     {
         let endpoint = key.endpoint.as_str();
         // The miss and bypass paths hold the aggregate query's future, many kilobytes; boxed,
@@ -379,16 +382,17 @@ impl Cache {
 
     /// The miss path: reads the generations and the write log's position, computes once per
     /// key and generations (single flight), and stores the answer unless a write invalidated it.
-    async fn compute_and_store<F, Fut>(
+    async fn compute_and_store<F, Fut, E>(
         &self,
         key: &CacheKey,
         entry_key: String,
         freshness: Freshness,
         compute: &F,
-    ) -> ApiResult<(Arc<Payload>, CacheStatus)>
+    ) -> Result<(Arc<Payload>, CacheStatus), Arc<E>>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = ApiResult<Fresh>>,
+        Fut: Future<Output = Result<Fresh, E>>,
+        E: Send + Sync + 'static,
     {
         let endpoint = key.endpoint.as_str();
         let generation_keys: Vec<String> = key
@@ -420,13 +424,21 @@ impl Cache {
                 let fresh = self
                     .timed_compute(endpoint, compute)
                     .await
-                    .map_err(Arc::new)?;
+                    .map_err(|e| Arc::new(e) as Arc<dyn Any + Send + Sync>)?;
                 let (payload, includes, status) =
                     self.store(key, &entry_key, &generations, seq, fresh).await;
                 Ok((Arc::new(payload), status, includes))
             })
             .await;
-        let (payload, status, includes) = result.map_err(ApiError::Shared)?;
+        let (payload, status, includes) = match result {
+            Ok(answer) => answer,
+            // A flight's error is of the type its first request computes with; a request that
+            // joined with another type (no caller does) computes on its own.
+            Err(shared) => match shared.downcast::<E>() {
+                Ok(error) => return Err(error),
+                Err(_) => return self.bypass(endpoint, compute).await,
+            },
+        };
         if includes < seq {
             // Joined a computation that began before a create this request must see (promise
             // 1): the stored entry has it, since creates update entries before they answer.
@@ -792,16 +804,19 @@ impl Cache {
         }
     }
 
-    async fn bypass<F, Fut>(
+    async fn bypass<F, Fut, E>(
         &self,
         endpoint: &'static str,
         compute: &F,
-    ) -> ApiResult<(Arc<Payload>, CacheStatus)>
+    ) -> Result<(Arc<Payload>, CacheStatus), Arc<E>>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = ApiResult<Fresh>>,
+        Fut: Future<Output = Result<Fresh, E>>,
     {
-        let fresh = self.timed_compute(endpoint, compute).await?;
+        let fresh = self
+            .timed_compute(endpoint, compute)
+            .await
+            .map_err(Arc::new)?;
         self.metrics
             .cache_bypasses
             .get_or_create(&EndpointLabels { endpoint })
@@ -809,10 +824,14 @@ impl Cache {
         Ok((Arc::new(Payload::new(fresh.body)), CacheStatus::Bypass))
     }
 
-    async fn timed_compute<F, Fut>(&self, endpoint: &'static str, compute: &F) -> ApiResult<Fresh>
+    async fn timed_compute<F, Fut, E>(
+        &self,
+        endpoint: &'static str,
+        compute: &F,
+    ) -> Result<Fresh, E>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = ApiResult<Fresh>>,
+        Fut: Future<Output = Result<Fresh, E>>,
     {
         let started = Instant::now();
         let fresh = compute().await?;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::Action;
-use crate::error::FieldError;
+use super::FieldError;
 
 /// Largest serialized `properties` object.
 pub const MAX_PROPERTIES_BYTES: usize = 16 * 1024;

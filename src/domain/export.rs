@@ -4,8 +4,8 @@
 use uuid::Uuid;
 
 use super::Action;
+use super::FieldError;
 use super::pagination::{Filters, check};
-use crate::error::FieldError;
 use chrono::{DateTime, Utc};
 
 /// The query string of `GET /api/v1/activities/export`, as sent.

@@ -4,6 +4,7 @@
 pub mod action;
 pub mod activity;
 pub mod export;
+pub mod field_error;
 pub mod live_write;
 pub mod pagination;
 pub mod stats_query;
@@ -12,6 +13,7 @@ pub mod time_range;
 pub use action::Action;
 pub use activity::{Activity, ActivityPatch, NewActivity, WriteWindow};
 pub use export::{ExportFormat, ExportParams, ExportQuery};
+pub use field_error::FieldError;
 pub use live_write::{LiveWrite, Neighbours, Snapshot, Touch};
 pub use pagination::{Cursor, ListActivitiesQuery};
 pub use stats_query::{Bucket, StatsQuery, TopUsersLimit};

@@ -5,9 +5,9 @@
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use uuid::Uuid;
 
+use super::FieldError;
 use super::pagination::parse_bounded;
 use super::{Action, TimeRange};
-use crate::error::FieldError;
 
 /// The common part of every statistics request: a range and an optional action.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, DurationRound, NaiveDate, NaiveTime, Timelike, Utc};
 
-use crate::error::FieldError;
+use super::FieldError;
 
 /// Longest range a statistics request may ask for.
 pub const MAX_RANGE_DAYS: i64 = 366;

@@ -18,7 +18,7 @@ use crate::domain::{
     Activity, ActivityPatch, Cursor, ListActivitiesQuery, NewActivity, WriteWindow,
 };
 use crate::error::{ApiError, ApiResult, FieldError, to_json};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const MAX_BATCH: usize = 5000;
 

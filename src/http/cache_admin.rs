@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use crate::auth::{AdminRole, Authorized, ReadRole};
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::statistics;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

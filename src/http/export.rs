@@ -12,7 +12,7 @@ use crate::auth::{Authorized, ReadRole};
 use crate::db;
 use crate::domain::{Activity, ExportFormat, ExportParams, ExportQuery};
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/activities/export").route(web::get().to(export_activities)));

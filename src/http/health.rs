@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::db;
 use crate::metrics::CacheGauges;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The database check in `/readyz` gives up after this, so a probe never hangs.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);

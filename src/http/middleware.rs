@@ -14,7 +14,7 @@ use tracing_actix_web::RequestId;
 
 use crate::error::{PROBLEM_JSON, problem_response};
 use crate::metrics::{RequestLabels, RouteLabels};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Counts and times each request under its route pattern (`/api/v1/activities/{id}`), never
 /// the raw path, so the label set stays bounded whatever clients send.

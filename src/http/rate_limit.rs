@@ -5,52 +5,16 @@
 //! address behind a NAT or a load generator, and one client may use several keys.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::auth::{bearer_token, hash_token};
 use crate::error::ApiError;
-use crate::startup::AppState;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Client {
-    Key([u8; 32]),
-    Address(IpAddr),
-}
-
-pub struct RateLimiter {
-    limiter: DefaultKeyedRateLimiter<Client>,
-    clock: DefaultClock,
-}
-
-impl RateLimiter {
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst).unwrap_or(per_second);
-        Self {
-            limiter: governor::RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
-            clock: DefaultClock::default(),
-        }
-    }
-
-    /// `Err(seconds to wait)` when the client has used up its bucket.
-    pub fn check(&self, client: &Client) -> Result<(), u64> {
-        self.limiter
-            .check_key(client)
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()).as_secs().max(1))
-    }
-
-    /// Drops buckets that are full again, so memory does not grow with every client seen.
-    pub fn forget_idle(&self) {
-        self.limiter.retain_recent();
-    }
-}
+use crate::rate_limiter::Client;
+use crate::state::AppState;
 
 fn client_of(req: &ServiceRequest) -> Client {
     match (bearer_token(req.headers()), req.peer_addr()) {

@@ -12,7 +12,7 @@ use crate::cache::Freshness;
 use crate::domain::stats_query::{ActiveUsersDay, StatsParams, parse_user_id};
 use crate::domain::{Action, Bucket, StatsQuery, TopUsersLimit};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::statistics::{self, Answer};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -10,7 +10,7 @@ use super::openapi::Problem;
 use crate::auth::{AdminRole, Authorized};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/users/{user_id}").route(web::delete().to(erase_user)));

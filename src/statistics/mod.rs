@@ -14,7 +14,7 @@ use crate::db;
 use crate::domain::stats_query::{ActiveUsersDay, StatsParams};
 use crate::domain::{Action, Bucket, Snapshot, StatsQuery, TopUsersLimit};
 use crate::error::{ApiError, ApiResult, to_json};
-use crate::startup::AppState;
+use crate::state::AppState;
 use live::LiveState;
 
 pub type Answer = (Arc<Payload>, CacheStatus);
@@ -57,6 +57,7 @@ pub async fn summary(state: &AppState, q: StatsQuery, freshness: Freshness) -> A
             )
         })
         .await
+        .map_err(unshare)
 }
 
 pub async fn timeseries(
@@ -89,6 +90,7 @@ pub async fn timeseries(
             )
         })
         .await
+        .map_err(unshare)
 }
 
 pub async fn active_users(
@@ -121,6 +123,7 @@ pub async fn active_users(
             fresh(snapshot, &answer, LiveState::ActiveUsers { action: name })
         })
         .await
+        .map_err(unshare)
 }
 
 pub async fn top_users(
@@ -155,6 +158,7 @@ pub async fn top_users(
             fresh(snapshot, &state.top_users_body(), state)
         })
         .await
+        .map_err(unshare)
 }
 
 pub async fn user_stats(
@@ -187,6 +191,7 @@ pub async fn user_stats(
             )
         })
         .await
+        .map_err(unshare)
 }
 
 /// Computes and caches what the dashboard asks for first: the default summary, daily time
@@ -202,4 +207,10 @@ pub async fn prewarm(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
         top_users(state, q, TopUsersLimit(10), Freshness::Recompute).await?,
     ];
     Ok(answers.len())
+}
+
+/// The cache hands a computation's error to every request that joined it; a request that
+/// computed alone gets it back as it was.
+fn unshare(error: Arc<ApiError>) -> ApiError {
+    Arc::try_unwrap(error).unwrap_or_else(ApiError::Shared)
 }

@@ -1,0 +1,69 @@
+//! `AppState`: what every handler, extractor and service can reach. It lives apart from
+//! `startup` (which wires the HTTP server) so that the layers that use it never import the module
+//! that imports them.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::auth::KeyStore;
+use crate::cache::Cache;
+use crate::config::Settings;
+use crate::db;
+use crate::db::partitions::KnownPartitions;
+use crate::domain::WriteWindow;
+use crate::metrics::Metrics;
+use crate::pending_updates::PendingUpdates;
+use crate::rate_limiter::RateLimiter;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pool: PgPool,
+    pub cache: Arc<Cache>,
+    pub keys: KeyStore,
+    pub metrics: Arc<Metrics>,
+    pub rate_limiter: RateLimiter,
+    pub pending: Arc<PendingUpdates>,
+    /// The months whose partitions exist, so writes rarely need to ask.
+    pub partitions: KnownPartitions,
+    /// `RETENTION_DAYS`.
+    pub retention_days: Option<u32>,
+}
+
+impl AppState {
+    /// State without an HTTP server, for the commands that use the cache (`prewarm`).
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let pool = db::pool(settings)?;
+        let mut metrics = Metrics::new();
+        if settings.redis_url.is_some() {
+            metrics.register_redis_gauges();
+        }
+        let metrics = Arc::new(metrics);
+        let cache = Arc::new(Cache::new(
+            settings,
+            metrics.clone(),
+            Arc::new(crate::statistics::live::Applier),
+        )?);
+        Ok(Self {
+            keys: KeyStore::new(db::key_pool(settings)?),
+            pending: Arc::new(PendingUpdates::new(pool.clone(), cache.clone())),
+            pool,
+            cache,
+            metrics,
+            partitions: KnownPartitions::default(),
+            retention_days: settings.retention_days,
+            rate_limiter: RateLimiter::new(
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
+            ),
+        })
+    }
+
+    /// What a write arriving now may date its activities at.
+    pub fn write_window(&self) -> WriteWindow {
+        WriteWindow {
+            now: chrono::Utc::now(),
+            retention_days: self.retention_days,
+        }
+    }
+}
