@@ -7,12 +7,15 @@
 //! error a client sees: a failing backend is logged, counted, skipped (`X-Cache: BYPASS`)
 //! and, after repeated failures, not even tried until a probe succeeds.
 
+mod backend;
 pub mod breaker;
 pub mod entry;
 pub mod key;
+mod live_updates;
 mod memory;
 mod redis_backend;
 pub mod single_flight;
+mod stats;
 
 use std::any::Any;
 use std::future::Future;
@@ -25,12 +28,16 @@ use serde::Serialize;
 
 pub use entry::Payload;
 pub use key::{CacheKey, Endpoint, Invalidation, Touch};
+pub use stats::{CacheStats, EndpointStats};
+
+use backend::Backend;
+use live_updates::{Combiner, parse_record};
 
 use crate::config::Settings;
 use crate::domain::{LiveWrite, Snapshot};
 use crate::metrics::{EndpointLabels, Metrics, OperationLabels};
 use breaker::Breaker;
-use entry::{Entry, Meta, version_of};
+use entry::{Entry, Meta};
 use memory::MemoryBackend;
 use redis_backend::RedisBackend;
 use single_flight::SingleFlight;
@@ -156,41 +163,6 @@ pub trait LiveApplier: Send + Sync {
     fn apply(&self, body: &[u8], state: &[u8], writes: &[LiveWrite]) -> Option<(Vec<u8>, Vec<u8>)>;
 }
 
-/// The least time between two rounds of create updates on one instance. An instance under
-/// steady ingest then applies several creates per round, so each entry is rewritten once per
-/// round instead of once per create (at 250 creates/s: about 2.7 creates a round, a third of the
-/// Redis and server work); a create pays at most this much more latency, and only when another
-/// round ran just before it (see docs/cache.md, "Live ingest").
-const ROUND_INTERVAL: Duration = Duration::from_millis(10);
-
-/// Creates waiting for their cache update, and the turn to apply them: whoever holds the turn
-/// applies every create queued so far in one round (one log append, one read and one
-/// compare-and-set of each entry), so concurrent creates on one instance never contend for the
-/// same entries, and a busy instance applies many creates for the price of one.
-#[derive(Default)]
-struct Combiner {
-    queue: Mutex<Vec<(LiveWrite, tokio::sync::oneshot::Sender<bool>)>>,
-    turn: tokio::sync::Mutex<()>,
-    last_round: Mutex<Option<std::time::Instant>>,
-}
-
-impl Combiner {
-    /// How long the turn's holder waits before taking the queue: until `interval` has passed
-    /// since the last round began. An idle instance never waits.
-    fn wait_before_round(&self, interval: Duration) -> Option<Duration> {
-        let last = self.last_round.lock().ok().and_then(|l| *l)?;
-        interval
-            .checked_sub(last.elapsed())
-            .filter(|d| !d.is_zero())
-    }
-
-    fn round_begins(&self) {
-        if let Ok(mut last) = self.last_round.lock() {
-            *last = Some(std::time::Instant::now());
-        }
-    }
-}
-
 /// A committed write, as the cache must hear of it.
 #[derive(Debug, Clone)]
 pub enum Committed {
@@ -198,11 +170,6 @@ pub enum Committed {
     Create(LiveWrite),
     /// Anything else (batches, updates, deletes): the entries it can change are removed.
     Touched(Vec<Touch>),
-}
-
-enum Backend {
-    Redis(RedisBackend),
-    Memory(MemoryBackend),
 }
 
 /// State of the cache as `/readyz` reports it.
@@ -222,29 +189,6 @@ impl CacheHealth {
             Self::Memory => "memory",
         }
     }
-}
-
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct EndpointStats {
-    pub hits: u64,
-    pub misses: u64,
-    pub bypasses: u64,
-}
-
-/// The body of `GET /api/v1/cache/stats`, counted since this instance started.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CacheStats {
-    #[schema(value_type = String, examples("redis"))]
-    pub backend: &'static str,
-    pub hits: u64,
-    pub misses: u64,
-    pub bypasses: u64,
-    pub hit_ratio: f64,
-    pub errors: u64,
-    pub invalidated_keys: u64,
-    pub pending_invalidations: usize,
-    #[schema(value_type = std::collections::BTreeMap<String, EndpointStats>)]
-    pub by_endpoint: std::collections::BTreeMap<&'static str, EndpointStats>,
 }
 
 /// A computation's answer, how it was obtained, and the write-log position it includes. The
@@ -373,13 +317,6 @@ impl Cache {
         Box::pin(self.compute_and_store(key, entry_key, freshness, &compute)).await
     }
 
-    fn count_hit(&self, endpoint: &'static str) {
-        self.metrics
-            .cache_hits
-            .get_or_create(&EndpointLabels { endpoint })
-            .inc();
-    }
-
     /// The miss path: reads the generations and the write log's position, computes once per
     /// key and generations (single flight), and stores the answer unless a write invalidated it.
     async fn compute_and_store<F, Fut, E>(
@@ -474,153 +411,6 @@ impl Cache {
             tracing::error!(%error, "cache update after a write failed to run");
             false
         })
-    }
-
-    /// Logs a create and brings every entry it falls in up to date, together with whatever
-    /// other creates are waiting on this instance (see `Combiner`).
-    async fn apply_create(&self, write: LiveWrite) -> bool {
-        let hook = self.before_update.lock().ok().and_then(|h| h.clone());
-        if let Some(hook) = hook {
-            hook().await;
-        }
-        let (done_tx, mut done) = tokio::sync::oneshot::channel();
-        if let Ok(mut queue) = self.creates.queue.lock() {
-            queue.push((write, done_tx));
-        }
-        // The turn's holder takes every queued create, ours too if it came in time.
-        let _turn = self.creates.turn.lock().await;
-        if let Ok(applied) = done.try_recv() {
-            return applied;
-        }
-        if let Some(wait) = self.creates.wait_before_round(ROUND_INTERVAL) {
-            tokio::time::sleep(wait).await;
-        }
-        self.creates.round_begins();
-        let batch = self
-            .creates
-            .queue
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default();
-        let (writes, waiters): (Vec<LiveWrite>, Vec<_>) = batch.into_iter().unzip();
-        let applied = self.apply_creates(writes).await;
-        for waiter in waiters {
-            let _ = waiter.send(applied);
-        }
-        done.try_recv().unwrap_or(applied)
-    }
-
-    /// Logs `writes` and updates the entries they fall in; if the cache cannot be reached,
-    /// falls back to an invalidation of everything they touched, remembered until applied.
-    async fn apply_creates(&self, mut writes: Vec<LiveWrite>) -> bool {
-        if writes.is_empty() {
-            return true;
-        }
-        let touches: Vec<Touch> = writes.iter().map(Touch::from).collect();
-        if self.has_pending() || !self.breaker.allow() {
-            return self.invalidate(&touches).await;
-        }
-        let Ok(records) = writes.iter().map(serde_json::to_vec).collect() else {
-            return self.invalidate(&touches).await;
-        };
-        // The entries to update are found as an invalidation would find them: by the same tags
-        // and spans (a listed entry a create does not change is left as it was by the applier).
-        let request = AppendRequest {
-            records,
-            indexes: Invalidation::from_touches(&touches)
-                .spans
-                .into_iter()
-                .map(|(tag, spans)| (tag.index_keys(&self.prefix), spans))
-                .collect(),
-            log_ttl_secs: self.ttl.as_secs().max(600),
-        };
-        let Ok((first, listed)) = self.bounded("append", self.backend_append(&request)).await
-        else {
-            return self.invalidate(&touches).await;
-        };
-        for (seq, w) in (first..).zip(writes.iter_mut()) {
-            w.seq = seq;
-        }
-        match self.update_entries(&writes, listed).await {
-            Ok(()) => true,
-            Err(_) => self.invalidate(&touches).await,
-        }
-    }
-
-    /// Applies `writes` to the listed entries by compare-and-set, re-reading any that another
-    /// instance (or a store) rewrote first.
-    async fn update_entries(
-        &self,
-        writes: &[LiveWrite],
-        mut listed: Vec<(String, Vec<u8>)>,
-    ) -> Result<(), CacheError> {
-        for _ in 0..MAX_UPDATE_ROUNDS {
-            let mut replacements = Vec::new();
-            let mut removals = Vec::new();
-            for (key, raw) in listed.drain(..) {
-                match self.updated(&raw, writes) {
-                    Update::Unneeded => {}
-                    Update::Impossible => removals.push(key),
-                    Update::To(value) => replacements.push((key, version_of(&raw).to_vec(), value)),
-                }
-            }
-            self.remove(removals).await?;
-            if replacements.is_empty() {
-                return Ok(());
-            }
-            let outcomes = self
-                .bounded("update", self.backend_replace(&replacements))
-                .await?;
-            let mut updated = 0;
-            for ((key, _, _), outcome) in replacements.into_iter().zip(outcomes) {
-                match outcome {
-                    Replaced::Done => updated += 1,
-                    Replaced::Gone => {}
-                    Replaced::Changed(raw) => listed.push((key, raw)),
-                }
-            }
-            self.metrics.cache_updated_entries.inc_by(updated);
-            if listed.is_empty() {
-                return Ok(());
-            }
-        }
-        // Still contended: removing is always safe, since a later store catches up from the log.
-        self.remove(listed.into_iter().map(|(k, _)| k).collect())
-            .await
-    }
-
-    /// What `writes` make of one stored entry: only those it lacks are applied.
-    fn updated(&self, raw: &[u8], writes: &[LiveWrite]) -> Update {
-        let Some(entry) = Entry::decode(raw) else {
-            return Update::Impossible;
-        };
-        let Some((meta, state)) = entry.live else {
-            return Update::Impossible;
-        };
-        let lacking: Vec<LiveWrite> = writes
-            .iter()
-            .filter(|w| meta.lacks(w.seq, w.xid))
-            .cloned()
-            .collect();
-        if lacking.is_empty() {
-            return Update::Unneeded;
-        }
-        let Some((body, state)) = self.applier.apply(&entry.payload.body, &state, &lacking) else {
-            return Update::Impossible;
-        };
-        // An unchanged body keeps its entity tag without hashing it again.
-        let payload = if body == entry.payload.body {
-            entry.payload
-        } else {
-            Payload::new(body)
-        };
-        Update::To(
-            Entry {
-                payload,
-                live: Some((meta, state)),
-            }
-            .encode(),
-        )
     }
 
     async fn remove(&self, keys: Vec<String>) -> Result<(), CacheError> {
@@ -743,50 +533,6 @@ impl Cache {
         match &self.backend {
             Backend::Redis(r) => self.bounded("info", r.memory()).await.ok(),
             Backend::Memory(_) => None,
-        }
-    }
-
-    pub fn stats(&self) -> CacheStats {
-        let by_endpoint: std::collections::BTreeMap<_, _> = Endpoint::ALL
-            .iter()
-            .map(|e| {
-                let labels = EndpointLabels {
-                    endpoint: e.as_str(),
-                };
-                let stats = EndpointStats {
-                    hits: self.metrics.cache_hits.get_or_create(&labels).get(),
-                    misses: self.metrics.cache_misses.get_or_create(&labels).get(),
-                    bypasses: self.metrics.cache_bypasses.get_or_create(&labels).get(),
-                };
-                (e.as_str(), stats)
-            })
-            .collect();
-        let hits = by_endpoint.values().map(|s| s.hits).sum();
-        let misses = by_endpoint.values().map(|s| s.misses).sum();
-        let bypasses = by_endpoint.values().map(|s| s.bypasses).sum();
-        let lookups = hits + misses + bypasses;
-        CacheStats {
-            backend: self.backend_name(),
-            hits,
-            misses,
-            bypasses,
-            hit_ratio: if lookups == 0 {
-                0.0
-            } else {
-                hits as f64 / lookups as f64
-            },
-            errors: OPERATIONS
-                .iter()
-                .map(|operation| {
-                    self.metrics
-                        .cache_errors
-                        .get_or_create(&OperationLabels { operation })
-                        .get()
-                })
-                .sum(),
-            invalidated_keys: self.metrics.cache_invalidated_keys.get(),
-            pending_invalidations: self.pending.lock().map(|p| p.len()).unwrap_or(0),
-            by_endpoint,
         }
     }
 
@@ -1005,121 +751,6 @@ impl Cache {
             tracing::info!(count, removed = n, "remembered cache invalidations applied");
         }
     }
-
-    async fn bounded<T>(
-        &self,
-        operation: &'static str,
-        op: impl Future<Output = Result<T, CacheError>>,
-    ) -> Result<T, CacheError> {
-        self.bounded_by(operation, self.op_timeout, op).await
-    }
-
-    /// Runs one backend operation within `limit`, feeding the breaker and the error counter.
-    async fn bounded_by<T>(
-        &self,
-        operation: &'static str,
-        limit: Duration,
-        op: impl Future<Output = Result<T, CacheError>>,
-    ) -> Result<T, CacheError> {
-        let result = tokio::time::timeout(limit, op)
-            .await
-            .unwrap_or(Err(CacheError::Timeout));
-        match &result {
-            Ok(_) => self.breaker.record_success(),
-            Err(error) => {
-                self.breaker.record_failure();
-                self.metrics
-                    .cache_errors
-                    .get_or_create(&OperationLabels { operation })
-                    .inc();
-                tracing::warn!(operation, %error, "cache operation failed; going on without the cache");
-            }
-        }
-        result
-    }
-
-    /// The stored answer under `entry_key`; an undecodable value counts as absent.
-    async fn cached(&self, entry_key: &str) -> Result<Option<Payload>, CacheError> {
-        let raw = self.bounded("get", self.backend_get(entry_key)).await?;
-        Ok(raw.and_then(|raw| Entry::decode_payload(&raw)))
-    }
-
-    async fn backend_get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
-        match &self.backend {
-            Backend::Redis(r) => r.get(key).await,
-            Backend::Memory(m) => Ok(m.get(key)),
-        }
-    }
-
-    /// The write log's position and the generations of `keys`, read together.
-    async fn backend_position(&self, keys: &[String]) -> Result<(u64, Vec<String>), CacheError> {
-        match &self.backend {
-            Backend::Redis(r) => r.position(&self.prefix, keys).await,
-            Backend::Memory(m) => Ok(m.position(keys)),
-        }
-    }
-
-    async fn backend_store(&self, req: &StoreRequest<'_>) -> Result<StoreOutcome, CacheError> {
-        match &self.backend {
-            Backend::Redis(r) => r.store(&self.prefix, req).await,
-            Backend::Memory(m) => Ok(m.store(req)),
-        }
-    }
-
-    async fn backend_append(
-        &self,
-        req: &AppendRequest,
-    ) -> Result<(u64, Vec<(String, Vec<u8>)>), CacheError> {
-        match &self.backend {
-            Backend::Redis(r) => r.append(&self.prefix, req).await,
-            Backend::Memory(m) => Ok(m.append(req)),
-        }
-    }
-
-    async fn backend_replace(
-        &self,
-        items: &[(String, Vec<u8>, Vec<u8>)],
-    ) -> Result<Vec<Replaced>, CacheError> {
-        match &self.backend {
-            Backend::Redis(r) => r.replace(items).await,
-            Backend::Memory(m) => Ok(m.replace(items)),
-        }
-    }
-
-    async fn backend_remove(&self, keys: &[String]) -> Result<u64, CacheError> {
-        match &self.backend {
-            Backend::Redis(r) => r.remove(keys).await,
-            Backend::Memory(m) => Ok(m.remove(keys)),
-        }
-    }
-
-    async fn backend_invalidate(&self, inv: &Invalidation) -> Result<u64, CacheError> {
-        match &self.backend {
-            Backend::Redis(r) => {
-                r.invalidate(&self.prefix, inv, self.generation_ttl_secs())
-                    .await
-            }
-            Backend::Memory(m) => Ok(m.invalidate(&self.prefix, inv)),
-        }
-    }
-}
-
-/// What a create makes of one stored entry.
-enum Update {
-    /// It already includes the create, or the create does not change it.
-    Unneeded,
-    /// It cannot absorb the create exactly: remove it.
-    Impossible,
-    To(Vec<u8>),
-}
-
-/// A write-log record: `seq:json`.
-fn parse_record(raw: &[u8]) -> Option<LiveWrite> {
-    let colon = raw.iter().position(|b| *b == b':')?;
-    let seq = std::str::from_utf8(&raw[..colon]).ok()?.parse().ok()?;
-    let mut write: LiveWrite = serde_json::from_slice(&raw[colon + 1..]).ok()?;
-    write.seq = seq;
-    Some(write)
 }
 
 /// The form of a write-log record, for backends that log in process.
