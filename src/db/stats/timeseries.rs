@@ -8,7 +8,8 @@ use super::{Timeseries, bind_pieces};
 use crate::domain::{Bucket, StatsQuery};
 
 /// Both shapes share their frame: the bucket starts (`$unit` is how they are truncated), the
-/// raw spans' events in `raw`, and the answer joining `counts` and `users` to every bucket.
+/// raw spans' events in `raw`, the totals of the whole hours and raw spans in `partial_counts`,
+/// and the answer joining `counts` and `users` to every bucket.
 macro_rules! series_sql {
     ($unit:literal, $body:literal) => {
         concat!(
@@ -29,6 +30,15 @@ with buckets as (
     from unnest($8::timestamptz[], $9::timestamptz[]) r(lo, hi)
     join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
     where ($3::text is null or e.action = $3)
+), partial_counts as (
+    select date_trunc(",
+            $unit,
+            ", h.hour at time zone 'UTC') as start, h.events, h.value_sum
+    from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
+    join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
+    where ($3::text is null or h.action = $3)
+    union all
+    select start, 1, coalesce(value::numeric, 0) from raw
 ), ",
             $body,
             "
@@ -72,12 +82,7 @@ const DAYS_SQL: &str = series_sql!(
         from activity_daily
         where day >= $4 and day < $5 and ($3::text is null or action = $3)
         union all
-        select date_trunc($12, h.hour at time zone 'UTC'), h.events, h.value_sum
-        from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
-        join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
-        where ($3::text is null or h.action = $3)
-        union all
-        select start, 1, coalesce(value::numeric, 0) from raw
+        select start, events, value_sum from partial_counts
     ) t
     group by start
 ), bitmaps as (
@@ -103,14 +108,7 @@ const HOURS_SQL: &str = series_sql!(
     "'hour'",
     "counts as (
     select start, sum(events)::int8 as events, sum(value_sum) as value_sum
-    from (
-        select h.hour at time zone 'UTC' as start, h.events, h.value_sum
-        from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
-        join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
-        where ($3::text is null or h.action = $3)
-        union all
-        select start, 1, coalesce(value::numeric, 0) from raw
-    ) t
+    from partial_counts
     group by start
 ), users as (
     select start, sum(n)::int8 as n from (
