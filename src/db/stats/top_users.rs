@@ -2,8 +2,8 @@
 //!
 //! Summing each user's days over a month reads every (user, day) row: hundreds of thousands on a
 //! busy service. Instead the `m` heaviest users of each day the range touches (the partial edge
-//! days included) become candidates and only their totals are computed. Anyone else had at most the m-th count
-//! of each day, so at most `bound` events in the range. When the `limit`-th candidate has more
+//! days included) become candidates and only their totals are computed. Anyone else had at most
+//! the m-th count of each day, so at most `bound` events in the range. When the `limit`-th candidate has more
 //! than `bound`, nobody outside the candidates can reach the list and the answer is exact;
 //! otherwise (a flat distribution) the full sum decides. Both paths give the same list.
 
@@ -68,8 +68,7 @@ macro_rules! totals_sql {
 }
 
 // Candidates are joined from an array so each one is an index lookup on the rollup's
-// (user_id, ...) primary key, and their edges one range scan each of the (user_id, occurred_at)
-// index; a filter `user_id = any($8)` invites a scan of every row.
+// (user_id, ...) primary key; a filter `user_id = any($8)` invites a scan of every row.
 // A candidate's partial edge days: `$10` are edge days read whole from the rollup (below), and
 // `$11`..`$13` spans of its events added (+1) or taken away (-1), each one range scan of the
 // (user_id, occurred_at) index. An edge day is its whole-day row minus the rest of the day
