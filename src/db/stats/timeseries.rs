@@ -54,13 +54,14 @@ order by b.start"
 }
 
 // Bucket starts come from generate_series so that empty buckets are present as zeros; the
-// series stops 1 µs before `to` because generate_series includes its end point. Distinct users
-// per bucket are the popcount of the OR of its days' bitmaps, plus the users of its partial days
-// (hour masks, raw spans) whose bit is unset.
+// series stops 1 µs before `to` because generate_series includes its end point. The users of a
+// bucket's partial days (hour masks, raw spans) become bitmaps like its days' own, as in the
+// summary; distinct users are the popcount of the OR of both.
 const DAYS_SQL: &str = series_sql!(
     "$12",
-    "edge_users as materialized (
-    select distinct x.start, x.user_id, u.ordinal
+    "edge_bits as (
+    select x.start, activity_user_chunk(u.ordinal) as chunk,
+           bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)) as users
     from (
         select date_trunc($12, m.day::timestamp) as start, a.user_id
         from unnest($10::date[], $11::text[]) m(day, mask)
@@ -75,6 +76,7 @@ const DAYS_SQL: &str = series_sql!(
         select start, user_id from raw
     ) x
     join activity_users u using (user_id)
+    group by 1, 2
 ), counts as (
     select start, sum(events)::int8 as events, sum(value_sum) as value_sum
     from (
@@ -86,19 +88,17 @@ const DAYS_SQL: &str = series_sql!(
     ) t
     group by start
 ), bitmaps as (
-    select date_trunc($12, day::timestamp) as start, chunk, bit_or(users) as users
-    from activity_day_users
-    where day >= $4 and day < $5 and ($3::text is null or action = $3)
+    select start, chunk, bit_or(users) as users
+    from (
+        select date_trunc($12, day::timestamp) as start, chunk, users
+        from activity_day_users
+        where day >= $4 and day < $5 and ($3::text is null or action = $3)
+        union all
+        select start, chunk, users from edge_bits
+    ) b
     group by 1, 2
 ), users as (
-    select start, sum(n)::int8 as n from (
-        select start, bit_count(users) as n from bitmaps
-        union all
-        select e.start, count(*)
-        from edge_users e left join bitmaps b on b.start = e.start and b.chunk = activity_user_chunk(e.ordinal)
-        where b.users is null or get_bit(b.users, activity_user_bit(e.ordinal)) = 0
-        group by e.start
-    ) t group by start"
+    select start, sum(bit_count(users))::int8 as n from bitmaps group by start"
 );
 
 // Hour buckets: a whole hour reads its totals from `activity_hourly` and its distinct users from
