@@ -1,6 +1,6 @@
 //! `TimeRange`: a half-open UTC interval `[from, to)` as the statistics endpoints take it.
 
-use chrono::{DateTime, Duration, DurationRound, NaiveDate, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Timelike, Utc};
 
 use super::FieldError;
 
@@ -49,13 +49,22 @@ impl DaySplit {
     }
 }
 
-fn midnight_at_or_after(t: DateTime<Utc>) -> DateTime<Utc> {
-    let midnight = t.date_naive().and_time(NaiveTime::MIN).and_utc();
-    if midnight == t {
-        t
-    } else {
-        next_utc_midnight(t)
-    }
+fn start_of_day(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.date_naive().and_time(NaiveTime::MIN).and_utc()
+}
+
+fn start_of_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    start_of_day(t) + Duration::hours(i64::from(t.hour()))
+}
+
+/// `t` if `start_of` leaves it as it is, else the next such start, `step` later.
+fn at_or_after(
+    t: DateTime<Utc>,
+    start_of: fn(DateTime<Utc>) -> DateTime<Utc>,
+    step: Duration,
+) -> DateTime<Utc> {
+    let start = start_of(t);
+    if start == t { t } else { start + step }
 }
 
 /// How a range is read (docs/rollups.md, "Hours"): whole UTC days from the daily rollups, the
@@ -76,7 +85,10 @@ impl Pieces {
         if from >= to {
             return;
         }
-        let (first, end) = (hour_at_or_after(from), hour_at_or_before(to));
+        let (first, end) = (
+            at_or_after(from, start_of_hour, Duration::hours(1)),
+            start_of_hour(to),
+        );
         if first >= end {
             self.raw.push((from, to));
             return;
@@ -116,19 +128,6 @@ impl Pieces {
         spans: &[(DateTime<Utc>, DateTime<Utc>)],
     ) -> (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) {
         spans.iter().copied().unzip()
-    }
-}
-
-fn hour_at_or_before(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(Duration::hours(1)).unwrap_or(t)
-}
-
-fn hour_at_or_after(t: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = hour_at_or_before(t);
-    if floor == t {
-        t
-    } else {
-        floor + Duration::hours(1)
     }
 }
 
@@ -178,8 +177,8 @@ impl TimeRange {
 
     /// The range cut at UTC midnights: the whole days inside it and the partial days at its ends.
     pub fn split_days(&self) -> DaySplit {
-        let first = midnight_at_or_after(self.from);
-        let end = self.to.date_naive().and_time(NaiveTime::MIN).and_utc();
+        let first = at_or_after(self.from, start_of_day, Duration::days(1));
+        let end = start_of_day(self.to);
         if first >= end {
             // No whole day inside: everything is edge, read from the activities themselves.
             return DaySplit {
@@ -193,7 +192,6 @@ impl TimeRange {
         }
     }
 
-    /// Every UTC date that overlaps the range.
     /// The range cut for the rollups: whole days, whole hours around them, the rest.
     pub fn pieces(&self) -> Pieces {
         let split = self.split_days();
@@ -219,6 +217,7 @@ impl TimeRange {
         pieces
     }
 
+    /// Every UTC date that overlaps the range.
     pub fn days(&self) -> impl Iterator<Item = NaiveDate> {
         let first = self.from.date_naive();
         let last = (self.to - Duration::microseconds(1)).date_naive();

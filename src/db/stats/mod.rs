@@ -2,8 +2,9 @@
 //!
 //! Each endpoint has its own module that reads the rollups (migrations 4 and 9, docs/rollups.md):
 //! whole UTC days and whole hours come from a few small rows kept exact by triggers, and only the
-//! minutes before the first whole hour and after the last come from `activities`. `reference` computes every statistic from the raw rows
-//! alone; it is the definition the rollup queries must equal, and tests hold them to it.
+//! minutes before the first whole hour and after the last come from `activities`. `reference`
+//! computes every statistic from the raw rows alone; it is the definition the rollup queries must
+//! equal, and tests hold them to it.
 //! Ranges are half-open `[from, to)`; buckets are UTC.
 
 mod active_users;
