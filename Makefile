@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),./target)/release/analytics
 
-.PHONY: run test test-e2e test-client test-observability lint fmt migrate services seed prewarm bench bench-partitions fuzz build release clean
+.PHONY: run test test-e2e test-client test-observability lint sqlx-prepare fmt migrate services seed prewarm bench bench-partitions fuzz build release clean
 
 ## Start Postgres and Redis if needed, migrate, seed demo data once, print a dev key, serve.
 run: services release
@@ -34,9 +34,15 @@ test-client: services
 test-observability: services
 	./scripts/observability.sh
 
-lint:
+## Formatting, clippy, and the compile-time query data in `.sqlx/` against a freshly migrated
+## database (`make sqlx-prepare` regenerates it after a query or migration changed).
+lint: services
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	./scripts/sqlx.sh check
+
+sqlx-prepare: services
+	./scripts/sqlx.sh prepare
 
 fmt:
 	$(CARGO) fmt --all

@@ -103,14 +103,16 @@ pub async fn apply(
     // reads the partition (an export may take minutes), so the service's statement timeout is
     // lifted here, and the setting must not go back to the pool.
     let mut conn = pool.acquire().await?.detach();
-    sqlx::query("set statement_timeout = 0")
+    sqlx::raw_sql("set statement_timeout = 0")
         .execute(&mut conn)
         .await?;
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, $2)")
-        .bind(LOCK.0)
-        .bind(LOCK.1)
-        .fetch_one(&mut conn)
-        .await?;
+    let locked = sqlx::query_scalar!(
+        r#"select pg_try_advisory_lock($1, $2) as "locked!""#,
+        LOCK.0,
+        LOCK.1,
+    )
+    .fetch_one(&mut conn)
+    .await?;
     if !locked {
         return Ok(Outcome::Busy);
     }

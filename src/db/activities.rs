@@ -1,6 +1,5 @@
 //! Activity rows: insert, find, list (keyset pages), update and delete.
 
-use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
@@ -21,51 +20,45 @@ pub async fn insert_activity(tx: &mut PgConnection, a: &NewActivity) -> sqlx::Re
     // The lock is taken in its own statement before the neighbours are read: under read committed
     // a statement sees what committed before it started, so the neighbours' statement, started
     // after the lock was granted, sees every earlier write of this user.
-    let stored: Activity = sqlx::query_as(
+    let stored = sqlx::query_as!(
+        Activity,
         "with locked as (select activity_lock_users(array[$2::uuid]))
          insert into activities (id, user_id, action, occurred_at, duration_ms, value, properties)
          select $1, $2, $3, $4, $5, $6, $7 from locked
-         returning id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at",
+         returning *",
+        a.id,
+        a.user_id,
+        a.action.as_str(),
+        a.occurred_at,
+        a.duration_ms,
+        a.value,
+        a.properties.as_ref(),
     )
-    .bind(a.id)
-    .bind(a.user_id)
-    .bind(a.action.as_str())
-    .bind(a.occurred_at)
-    .bind(a.duration_ms)
-    .bind(a.value)
-    .bind(&a.properties)
     .fetch_one(&mut *tx)
     .await?;
     // Each neighbour is one short scan of a (user_id, [action,] occurred_at) index. The pending
     // row rides along to save a round trip.
-    type Row = (
-        i64,
-        String,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    );
     let touches = [Touch::from(&stored)];
-    let (pending, xid, prev_any, next_any, prev_same, next_same): Row = sqlx::query_as(
-        "with pending as (insert into cache_pending (touches) values ($5) returning id)
-         select (select id from pending), pg_current_xact_id()::text,
+    let row = sqlx::query!(
+        r#"with pending as (insert into cache_pending (touches) values ($5) returning id)
+         select (select id from pending) as "pending!", pg_current_xact_id()::text as "xid!",
             (select occurred_at from activities where user_id = $1 and occurred_at <= $2 and id <> $3
-             order by occurred_at desc limit 1),
+             order by occurred_at desc limit 1) as prev_any,
             (select occurred_at from activities where user_id = $1 and occurred_at >= $2 and id <> $3
-             order by occurred_at limit 1),
+             order by occurred_at limit 1) as next_any,
             (select occurred_at from activities where user_id = $1 and occurred_at <= $2 and id <> $3
-               and action = $4 order by occurred_at desc limit 1),
+               and action = $4 order by occurred_at desc limit 1) as prev_same,
             (select occurred_at from activities where user_id = $1 and occurred_at >= $2 and id <> $3
-               and action = $4 order by occurred_at limit 1)",
+               and action = $4 order by occurred_at limit 1) as next_same"#,
+        stored.user_id,
+        stored.occurred_at,
+        stored.id,
+        &stored.action,
+        Json(&touches) as _,
     )
-    .bind(stored.user_id)
-    .bind(stored.occurred_at)
-    .bind(stored.id)
-    .bind(&stored.action)
-    .bind(Json(&touches))
     .fetch_one(&mut *tx)
     .await?;
+    let (pending, xid) = (row.pending, row.xid);
     let xid = xid
         .parse()
         .map_err(|e| sqlx::Error::Decode(format!("transaction id {xid:?}: {e}").into()))?;
@@ -78,10 +71,10 @@ pub async fn insert_activity(tx: &mut PgConnection, a: &NewActivity) -> sqlx::Re
         duration_ms: stored.duration_ms,
         value: stored.value,
         neighbours: Neighbours {
-            prev_any,
-            next_any,
-            prev_same,
-            next_same,
+            prev_any: row.prev_any,
+            next_any: row.next_any,
+            prev_same: row.prev_same,
+            next_same: row.next_same,
         },
     };
     Ok((stored, write, pending))
@@ -89,8 +82,7 @@ pub async fn insert_activity(tx: &mut PgConnection, a: &NewActivity) -> sqlx::Re
 
 /// Takes the write locks of `users` until the transaction ends (see `insert_activity`).
 pub async fn lock_users(tx: &mut PgConnection, users: &[Uuid]) -> sqlx::Result<()> {
-    sqlx::query("select activity_lock_users($1)")
-        .bind(users)
+    sqlx::query!("select activity_lock_users($1)", users)
         .execute(tx)
         .await
         .map(|_| ())
@@ -111,32 +103,28 @@ pub async fn insert_activities(
     let values: Vec<Option<f64>> = batch.iter().map(|a| a.value).collect();
     let properties: Vec<Option<serde_json::Value>> =
         batch.iter().map(|a| a.properties.clone()).collect();
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "with locked as (select activity_lock_users($2))
          insert into activities (id, user_id, action, occurred_at, duration_ms, value, properties)
          select r.* from locked,
              unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int8[], $6::float8[], $7::jsonb[]) r",
+        &ids,
+        &users,
+        &actions as _,
+        &times,
+        &durations as _,
+        &values as _,
+        &properties as _,
     )
-    .bind(ids)
-    .bind(users)
-    .bind(actions)
-    .bind(times)
-    .bind(durations)
-    .bind(values)
-    .bind(properties)
     .execute(db)
     .await?;
     Ok(done.rows_affected())
 }
 
 pub async fn find_activity(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Activity>> {
-    sqlx::query_as(
-        "select id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at
-         from activities where id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await
+    sqlx::query_as!(Activity, "select * from activities where id = $1", id)
+        .fetch_optional(db)
+        .await
 }
 
 /// Locks the row until the transaction ends, so a concurrent patch or delete of the same
@@ -145,11 +133,11 @@ pub async fn find_activity_for_update(
     db: &mut PgConnection,
     id: Uuid,
 ) -> sqlx::Result<Option<Activity>> {
-    sqlx::query_as(
-        "select id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at
-         from activities where id = $1 for update",
+    sqlx::query_as!(
+        Activity,
+        "select * from activities where id = $1 for update",
+        id
     )
-    .bind(id)
     .fetch_optional(db)
     .await
 }
@@ -161,9 +149,9 @@ pub async fn list_activities(
 ) -> sqlx::Result<Vec<Activity>> {
     // Each filter is `$n is null or ...` so that one static statement serves every combination
     // (no SQL is assembled from input); the row comparison on (occurred_at, id) uses the index.
-    sqlx::query_as(
-        "select id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at
-         from activities
+    sqlx::query_as!(
+        Activity,
+        "select * from activities
          where ($1::uuid is null or user_id = $1)
            and ($2::text is null or action = $2)
            and ($3::timestamptz is null or occurred_at >= $3)
@@ -171,14 +159,14 @@ pub async fn list_activities(
            and ($5::timestamptz is null or (occurred_at, id) < ($5, $6::uuid))
          order by occurred_at desc, id desc
          limit $7",
+        q.user_id,
+        q.action.as_ref().map(|a| a.as_str()),
+        q.from,
+        q.to,
+        q.after.map(|c| c.occurred_at),
+        q.after.map(|c| c.id),
+        q.limit + 1,
     )
-    .bind(q.user_id)
-    .bind(q.action.as_ref().map(|a| a.as_str()))
-    .bind(q.from)
-    .bind(q.to)
-    .bind(q.after.map(|c| c.occurred_at))
-    .bind(q.after.map(|c| c.id))
-    .bind(q.limit + 1)
     .fetch_all(db)
     .await
 }
@@ -190,20 +178,21 @@ pub async fn update_activity(
     patch: &ActivityPatch,
 ) -> sqlx::Result<Activity> {
     let new = patch.apply(old);
-    sqlx::query_as(
+    sqlx::query_as!(
+        Activity,
         "update activities
          set user_id = $2, action = $3, occurred_at = $4, duration_ms = $5, value = $6, properties = $7,
              updated_at = now()
          where id = $1
-         returning id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at",
+         returning *",
+        old.id,
+        new.user_id,
+        &new.action,
+        new.occurred_at,
+        new.duration_ms,
+        new.value,
+        new.properties.as_ref(),
     )
-    .bind(old.id)
-    .bind(new.user_id)
-    .bind(&new.action)
-    .bind(new.occurred_at)
-    .bind(new.duration_ms)
-    .bind(new.value)
-    .bind(&new.properties)
     .fetch_one(db)
     .await
 }
@@ -211,12 +200,13 @@ pub async fn update_activity(
 /// Deletes the row (under its user's write lock) and returns it, so the caller can invalidate
 /// what it was part of.
 pub async fn delete_activity(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Activity>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Activity,
         "with locked as (select activity_lock_users(array[user_id]) from activities where id = $1)
          delete from activities a using locked where a.id = $1
-         returning id, user_id, action, occurred_at, duration_ms, value, properties, created_at, updated_at",
+         returning a.*",
+        id,
     )
-    .bind(id)
     .fetch_optional(db)
     .await
 }
@@ -234,36 +224,36 @@ pub struct Erased {
 /// database.
 pub async fn erase_user(tx: &mut PgConnection, user: Uuid) -> sqlx::Result<Erased> {
     lock_users(tx, &[user]).await?;
-    let spans: Vec<(String, DateTime<Utc>, DateTime<Utc>, i64)> = sqlx::query_as(
-        "with gone as (delete from activities where user_id = $1 returning action, occurred_at)
-         select action, min(occurred_at), max(occurred_at), count(*) from gone
-         group by action, (occurred_at at time zone 'UTC')::date",
+    let spans = sqlx::query!(
+        r#"with gone as (delete from activities where user_id = $1 returning action, occurred_at)
+         select action as "action!", min(occurred_at) as "first!", max(occurred_at) as "last!",
+             count(*) as "events!"
+         from gone group by action, (occurred_at at time zone 'UTC')::date"#,
+        user,
     )
-    .bind(user)
     .fetch_all(&mut *tx)
     .await?;
     // The user's number in the bitmaps: every bit of it was cleared by the delete above (its
     // trigger), and a later write of the same id simply gets a new number.
-    sqlx::query("delete from activity_users where user_id = $1")
-        .bind(user)
+    sqlx::query!("delete from activity_users where user_id = $1", user)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    sqlx::query!(
         "delete from idempotency_keys where position(convert_to($1, 'UTF8') in response) > 0",
+        user.to_string(),
     )
-    .bind(user.to_string())
     .execute(&mut *tx)
     .await?;
-    let deleted = spans.iter().map(|s| s.3).sum::<i64>();
+    let deleted = spans.iter().map(|s| s.events).sum::<i64>();
     Ok(Erased {
         deleted: u64::try_from(deleted).unwrap_or(0),
         touches: spans
             .into_iter()
-            .map(|(action, first, last, _)| Touch {
+            .map(|s| Touch {
                 user_id: user,
-                action,
-                occurred_at: first,
-                through: Some(last),
+                action: s.action,
+                occurred_at: s.first,
+                through: Some(s.last),
             })
             .collect(),
     })

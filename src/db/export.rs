@@ -34,6 +34,8 @@ pub async fn pages(
     ))
 }
 
+// Runtime queries, not macros: Postgres cannot describe `declare ... cursor` or `fetch` before the
+// cursor exists, which is what the macros ask of it at build time.
 async fn open(pool: &PgPool, q: &ExportQuery) -> sqlx::Result<Transaction<'static, Postgres>> {
     let mut tx = pool.begin().await?;
     // One snapshot for the whole export: rows written meanwhile neither appear halfway nor

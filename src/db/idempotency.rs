@@ -3,7 +3,7 @@
 use sqlx::{PgConnection, PgExecutor};
 
 /// A response stored for a key that was used before.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct StoredResponse {
     pub request_hash: Vec<u8>,
     pub status: Option<i16>,
@@ -20,17 +20,17 @@ pub async fn claim_key(
     key: &str,
     request_hash: &[u8],
 ) -> sqlx::Result<bool> {
-    let claimed: Option<bool> = sqlx::query_scalar(
-        "insert into idempotency_keys (principal, key, request_hash) values ($1, $2, $3)
+    let claimed = sqlx::query_scalar!(
+        r#"insert into idempotency_keys (principal, key, request_hash) values ($1, $2, $3)
          on conflict (principal, key) do update
              set request_hash = excluded.request_hash, status = null, response = null,
                  location = null, created_at = now()
              where idempotency_keys.created_at < now() - interval '24 hours'
-         returning true",
+         returning true as "claimed!""#,
+        principal,
+        key,
+        request_hash,
     )
-    .bind(principal)
-    .bind(key)
-    .bind(request_hash)
     .fetch_optional(db)
     .await?;
     Ok(claimed.unwrap_or(false))
@@ -41,11 +41,13 @@ pub async fn find_response(
     principal: &[u8],
     key: &str,
 ) -> sqlx::Result<Option<StoredResponse>> {
-    sqlx::query_as(
-        "select request_hash, status, response, location from idempotency_keys where principal = $1 and key = $2",
+    sqlx::query_as!(
+        StoredResponse,
+        "select request_hash, status, response, location from idempotency_keys
+         where principal = $1 and key = $2",
+        principal,
+        key,
     )
-    .bind(principal)
-    .bind(key)
     .fetch_optional(db)
     .await
 }
@@ -58,21 +60,24 @@ pub async fn store_response(
     response: &[u8],
     location: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query("update idempotency_keys set status = $3, response = $4, location = $5 where principal = $1 and key = $2")
-        .bind(principal)
-        .bind(key)
-        .bind(status)
-        .bind(response)
-        .bind(location)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "update idempotency_keys set status = $3, response = $4, location = $5
+         where principal = $1 and key = $2",
+        principal,
+        key,
+        status,
+        response,
+        location,
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 /// Forgets keys older than 24 hours.
 pub async fn delete_expired_keys(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
     let done =
-        sqlx::query("delete from idempotency_keys where created_at < now() - interval '24 hours'")
+        sqlx::query!("delete from idempotency_keys where created_at < now() - interval '24 hours'")
             .execute(db)
             .await?;
     Ok(done.rows_affected())

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ApiKeyRow {
     pub id: Uuid,
     pub name: String,
@@ -19,19 +19,20 @@ pub async fn insert_key(
     role: &str,
     token_hash: &[u8],
 ) -> sqlx::Result<Uuid> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into api_keys (id, name, role, token_hash) values ($1, $2, $3, $4) returning id",
+        Uuid::now_v7(),
+        name,
+        role,
+        token_hash,
     )
-    .bind(Uuid::now_v7())
-    .bind(name)
-    .bind(role)
-    .bind(token_hash)
     .fetch_one(db)
     .await
 }
 
 pub async fn list_keys(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<ApiKeyRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ApiKeyRow,
         "select id, name, role, created_at, revoked_at from api_keys order by created_at, name",
     )
     .fetch_all(db)
@@ -40,10 +41,10 @@ pub async fn list_keys(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<ApiKeyRow>> 
 
 /// Marks the key revoked; false when no active key has that name.
 pub async fn revoke_key(db: impl PgExecutor<'_>, name: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update api_keys set revoked_at = now() where name = $1 and revoked_at is null",
+        name,
     )
-    .bind(name)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -54,8 +55,10 @@ pub async fn find_active_role(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
 ) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("select role from api_keys where token_hash = $1 and revoked_at is null")
-        .bind(token_hash)
-        .fetch_optional(db)
-        .await
+    sqlx::query_scalar!(
+        "select role from api_keys where token_hash = $1 and revoked_at is null",
+        token_hash,
+    )
+    .fetch_optional(db)
+    .await
 }

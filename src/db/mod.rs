@@ -73,11 +73,12 @@ pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL names no database"))?
         .to_owned();
     let mut admin = options.clone().database("postgres").connect().await?;
-    let exists: bool =
-        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        r#"select exists (select 1 from pg_database where datname = $1) as "exists!""#,
+        &name,
+    )
+    .fetch_one(&mut admin)
+    .await?;
     if !exists {
         // Identifiers cannot be bound as parameters; quote it as Postgres would.
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
@@ -94,7 +95,7 @@ pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()
 /// timeout: one migration may rewrite a large table (migration 8 copies every activity).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?.detach();
-    sqlx::query("set statement_timeout = 0")
+    sqlx::raw_sql("set statement_timeout = 0")
         .execute(&mut conn)
         .await?;
     MIGRATOR.run(&mut conn).await?;
@@ -104,5 +105,5 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 
 /// Is the database answering?
 pub async fn ping(pool: &PgPool) -> sqlx::Result<()> {
-    sqlx::query("select 1").execute(pool).await.map(|_| ())
+    sqlx::raw_sql("select 1").execute(pool).await.map(|_| ())
 }

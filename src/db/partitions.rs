@@ -71,11 +71,13 @@ pub async fn ensure(
     first: DateTime<Utc>,
     last: DateTime<Utc>,
 ) -> sqlx::Result<i32> {
-    sqlx::query_scalar("select activity_partitions_ensure($1, $2)")
-        .bind(first)
-        .bind(last)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar!(
+        r#"select activity_partitions_ensure($1, $2) as "created!""#,
+        first,
+        last,
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// This month and the next: created ahead, so that no write dated now (or up to five minutes
@@ -88,7 +90,7 @@ pub async fn ensure_ahead(db: impl PgExecutor<'_>, now: DateTime<Utc>) -> sqlx::
 }
 
 /// One monthly partition: its table and the instants it holds, `[first, end)`.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
     pub name: String,
     pub first_instant: DateTime<Utc>,
@@ -97,18 +99,22 @@ pub struct Partition {
 
 /// The attached partitions, oldest first.
 pub async fn list(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Partition>> {
-    sqlx::query_as("select name, first_instant, end_instant from activity_partitions()")
-        .fetch_all(db)
-        .await
+    sqlx::query_as!(
+        Partition,
+        r#"select name as "name!", first_instant as "first_instant!", end_instant as "end_instant!"
+         from activity_partitions()"#,
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// Tables a retention run detached but did not drop (it was interrupted): their rows are no
 /// longer part of `activities`, but their rollups may still be. Also finishes detaching any
 /// partition an interrupted `detach ... concurrently` left pending.
 pub async fn detached_leftovers(conn: &mut PgConnection) -> sqlx::Result<Vec<Partition>> {
-    let pending: Vec<String> = sqlx::query_scalar(
-        "select c.relname::text from pg_inherits i join pg_class c on c.oid = i.inhrelid
-         where i.inhparent = 'activities'::regclass and i.inhdetachpending",
+    let pending = sqlx::query_scalar!(
+        r#"select c.relname::text as "name!" from pg_inherits i join pg_class c on c.oid = i.inhrelid
+         where i.inhparent = 'activities'::regclass and i.inhdetachpending"#,
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -120,15 +126,16 @@ pub async fn detached_leftovers(conn: &mut PgConnection) -> sqlx::Result<Vec<Par
         )
         .await?;
     }
-    sqlx::query_as(
-        "select c.relname::text as name,
-                to_date(substr(c.relname, 12), 'YYYY_MM')::timestamp at time zone 'UTC' as first_instant,
-                (to_date(substr(c.relname, 12), 'YYYY_MM') + interval '1 month')::timestamp at time zone 'UTC' as end_instant
+    sqlx::query_as!(
+        Partition,
+        r#"select c.relname::text as "name!",
+                to_date(substr(c.relname, 12), 'YYYY_MM')::timestamp at time zone 'UTC' as "first_instant!",
+                (to_date(substr(c.relname, 12), 'YYYY_MM') + interval '1 month')::timestamp at time zone 'UTC' as "end_instant!"
          from pg_class c
          where c.relkind = 'r' and c.relnamespace = 'public'::regnamespace
            and c.relname ~ '^activities_[0-9]{4}_[0-9]{2}$'
            and not exists (select 1 from pg_inherits i where i.inhrelid = c.oid)
-         order by 2",
+         order by 2"#,
     )
     .fetch_all(&mut *conn)
     .await

@@ -9,16 +9,17 @@ use crate::domain::Touch;
 
 /// Records, in the write's own transaction, that the cache must still hear of `touches`.
 pub async fn insert_pending(tx: &mut PgConnection, touches: &[Touch]) -> sqlx::Result<i64> {
-    sqlx::query_scalar("insert into cache_pending (touches) values ($1) returning id")
-        .bind(Json(touches))
-        .fetch_one(tx)
-        .await
+    sqlx::query_scalar!(
+        "insert into cache_pending (touches) values ($1) returning id",
+        Json(touches) as _,
+    )
+    .fetch_one(tx)
+    .await
 }
 
 /// Forgets updates the cache has applied.
 pub async fn delete_pending(db: impl PgExecutor<'_>, ids: &[i64]) -> sqlx::Result<u64> {
-    sqlx::query("delete from cache_pending where id = any($1)")
-        .bind(ids)
+    sqlx::query!("delete from cache_pending where id = any($1)", ids)
         .execute(db)
         .await
         .map(|done| done.rows_affected())
@@ -30,14 +31,14 @@ pub async fn list_orphaned(
     age: Duration,
     limit: i64,
 ) -> sqlx::Result<Vec<(i64, Vec<Touch>)>> {
-    let rows: Vec<(i64, Json<Vec<Touch>>)> = sqlx::query_as(
-        "select id, touches from cache_pending
+    let rows = sqlx::query!(
+        r#"select id, touches as "touches: Json<Vec<Touch>>" from cache_pending
          where created_at < now() - make_interval(secs => $1)
-         order by created_at limit $2",
+         order by created_at limit $2"#,
+        age.as_secs_f64(),
+        limit,
     )
-    .bind(age.as_secs_f64())
-    .bind(limit)
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(|(id, t)| (id, t.0)).collect())
+    Ok(rows.into_iter().map(|r| (r.id, r.touches.0)).collect())
 }

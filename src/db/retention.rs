@@ -26,65 +26,51 @@ pub async fn forget_rollups(
 ) -> sqlx::Result<Forgotten> {
     let last_instant =
         |day: NaiveDate| midnight(day) + Duration::days(1) - Duration::microseconds(1);
-    let days: Vec<(String, NaiveDate, i64)> = sqlx::query_as(
-        "select action, day, sum(events)::int8 from activity_daily
-         where day >= $1 and day < $2 group by 1, 2 order by 2, 1",
+    let days = sqlx::query!(
+        r#"select action, day, sum(events)::int8 as "events!" from activity_daily
+         where day >= $1 and day < $2 group by 1, 2 order by 2, 1"#,
+        first,
+        end,
     )
-    .bind(first)
-    .bind(end)
     .fetch_all(&mut *tx)
     .await?;
-    let users: Vec<(Uuid, String, NaiveDate, NaiveDate)> = sqlx::query_as(
-        "select user_id, action, min(day), max(day) from activity_user_action_daily
-         where day >= $1 and day < $2 group by 1, 2",
+    let users = sqlx::query!(
+        r#"select user_id, action, min(day) as "first!", max(day) as "last!"
+         from activity_user_action_daily where day >= $1 and day < $2 group by 1, 2"#,
+        first,
+        end,
     )
-    .bind(first)
-    .bind(end)
     .fetch_all(&mut *tx)
     .await?;
-    for table in [
-        "activity_daily",
-        "activity_user_daily",
-        "activity_user_action_daily",
-        "activity_day_users",
-    ] {
-        // The table names are the constants above, never input.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "delete from {table} where day >= $1 and day < $2"
-        )))
-        .bind(first)
-        .bind(end)
-        .execute(&mut *tx)
-        .await?;
-    }
-    for table in ["activity_hourly", "activity_hour_users"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "delete from {table} where hour >= $1 and hour < $2"
-        )))
-        .bind(midnight(first))
-        .bind(midnight(end))
-        .execute(&mut *tx)
-        .await?;
-    }
-    let events = days.iter().map(|d| d.2).sum();
+    sqlx::query!(
+        "with daily as (delete from activity_daily where day >= $1 and day < $2),
+              user_daily as (delete from activity_user_daily where day >= $1 and day < $2),
+              user_action_daily as (delete from activity_user_action_daily where day >= $1 and day < $2),
+              day_users as (delete from activity_day_users where day >= $1 and day < $2),
+              hourly as (delete from activity_hourly where hour >= $3 and hour < $4)
+         delete from activity_hour_users where hour >= $3 and hour < $4",
+        first,
+        end,
+        midnight(first),
+        midnight(end),
+    )
+    .execute(&mut *tx)
+    .await?;
+    let events = days.iter().map(|d| d.events).sum();
     let mut touches: Vec<Touch> = days
         .into_iter()
-        .map(|(action, day, _)| Touch {
+        .map(|d| Touch {
             user_id: Uuid::nil(),
-            action,
-            occurred_at: midnight(day),
-            through: Some(last_instant(day)),
+            action: d.action,
+            occurred_at: midnight(d.day),
+            through: Some(last_instant(d.day)),
         })
         .collect();
-    touches.extend(
-        users
-            .into_iter()
-            .map(|(user_id, action, first_day, last_day)| Touch {
-                user_id,
-                action,
-                occurred_at: midnight(first_day),
-                through: Some(last_instant(last_day)),
-            }),
-    );
+    touches.extend(users.into_iter().map(|u| Touch {
+        user_id: u.user_id,
+        action: u.action,
+        occurred_at: midnight(u.first),
+        through: Some(last_instant(u.last)),
+    }));
     Ok(Forgotten { events, touches })
 }

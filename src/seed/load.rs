@@ -27,29 +27,29 @@ impl DroppedIndexes {
     pub(super) async fn drop(tx: &mut sqlx::PgConnection, tables: &[&str]) -> sqlx::Result<Self> {
         // Definitions come from the catalogue (pg_get_indexdef / pg_get_constraintdef), so the
         // rebuilt indexes are exactly the ones the migrations made.
-        let found: Vec<(String, String, String)> = sqlx::query_as(
-            "select format('alter table %I drop constraint %I', t.relname, c.conname),
-                    format('alter table %I add constraint %I %s', t.relname, c.conname, pg_get_constraintdef(c.oid)),
-                    'constraint'
+        let found = sqlx::query!(
+            r#"select format('alter table %I drop constraint %I', t.relname, c.conname) as "drop!",
+                    format('alter table %I add constraint %I %s', t.relname, c.conname, pg_get_constraintdef(c.oid)) as "create!"
              from pg_constraint c join pg_class t on t.oid = c.conrelid
              where c.contype = 'p' and t.relname = any($1) and t.relnamespace = 'public'::regnamespace
              union all
              -- A partitioned table's index is described `on only` the parent: rebuilt that
              -- way it would cover no partition, so it is rebuilt on the whole table.
              select format('drop index %I', i.relname),
-                    regexp_replace(pg_get_indexdef(i.oid), ' ON ONLY ', ' ON '), 'index'
+                    regexp_replace(pg_get_indexdef(i.oid), ' ON ONLY ', ' ON ')
              from pg_index x join pg_class i on i.oid = x.indexrelid join pg_class t on t.oid = x.indrelid
-             where t.relname = any($1) and t.relnamespace = 'public'::regnamespace and not x.indisprimary",
+             where t.relname = any($1) and t.relnamespace = 'public'::regnamespace and not x.indisprimary"#,
+            tables as _,
         )
-        .bind(tables)
         .fetch_all(&mut *tx)
         .await?;
         let mut restore = Vec::with_capacity(found.len());
-        for (drop, create, _) in found {
-            sqlx::query(sqlx::AssertSqlSafe(drop))
+        for index in found {
+            // Statements the catalogue wrote (format with %I quoting), never input.
+            sqlx::query(sqlx::AssertSqlSafe(index.drop))
                 .execute(&mut *tx)
                 .await?;
-            restore.push(create);
+            restore.push(index.create);
         }
         Ok(Self { restore })
     }

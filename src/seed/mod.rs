@@ -41,18 +41,16 @@ pub async fn run(pool: &PgPool, o: SeedOptions, if_empty: bool) -> anyhow::Resul
     let mut tx = pool.begin().await?;
     // One COPY of millions of rows and an index build are long statements: lift the service's
     // statement timeout, and give sorts and index builds room, for this transaction only.
-    for setting in [
-        "set local statement_timeout = 0",
-        "set local work_mem = '256MB'",
-        "set local maintenance_work_mem = '512MB'",
-        "set local analytics.defer_rollups = 'on'",
-        "lock table activities in share row exclusive mode",
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(setting))
-            .execute(&mut *tx)
-            .await?;
-    }
-    let empty: bool = sqlx::query_scalar("select not exists (select 1 from activities)")
+    sqlx::raw_sql(
+        "set local statement_timeout = 0;
+         set local work_mem = '256MB';
+         set local maintenance_work_mem = '512MB';
+         set local analytics.defer_rollups = 'on';
+         lock table activities in share row exclusive mode",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let empty = sqlx::query_scalar!(r#"select not exists (select 1 from activities) as "empty!""#)
         .fetch_one(&mut *tx)
         .await?;
     if if_empty && !empty {
@@ -69,11 +67,13 @@ pub async fn run(pool: &PgPool, o: SeedOptions, if_empty: bool) -> anyhow::Resul
 
     let phase = Instant::now();
     let first_day = (end - Duration::days(i64::from(o.days.max(1)))).date_naive();
-    sqlx::query("select activity_rollups_rebuild($1, $2)")
-        .bind(first_day)
-        .bind(end.date_naive())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "select activity_rollups_rebuild($1, $2)",
+        first_day,
+        end.date_naive(),
+    )
+    .execute(&mut *tx)
+    .await?;
     // After the rebuild, so that the rollup rows are indexed once too.
     indexes.restore(&mut tx).await?;
     tx.commit().await?;
@@ -82,7 +82,7 @@ pub async fn run(pool: &PgPool, o: SeedOptions, if_empty: bool) -> anyhow::Resul
         "indexes and rollups built"
     );
     // Fresh statistics so the planner sees the new distribution at once.
-    sqlx::query("analyze activities, activity_daily, activity_hourly, activity_hour_users, activity_user_daily, activity_user_action_daily, activity_day_users, activity_users")
+    sqlx::raw_sql("analyze activities, activity_daily, activity_hourly, activity_hour_users, activity_user_daily, activity_user_action_daily, activity_day_users, activity_users")
         .execute(pool)
         .await?;
     let secs = started.elapsed().as_secs_f64();

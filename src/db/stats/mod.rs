@@ -6,6 +6,13 @@
 //! computes every statistic from the raw rows alone; it is the definition the rollup queries must
 //! equal, and tests hold them to it.
 //! Ranges are half-open `[from, to)`; buckets are UTC.
+//!
+//! The summary, active users and a user's profile are `query!` macros, checked against the
+//! schema at build time. The timeseries and top users are not: their texts are composed from
+//! shared frames (`series_sql!`, `totals_sql!`) and chosen at run time by bucket and action, and
+//! sqlx's macros take only a literal, so each variant would have to be written out whole, the
+//! repetition the frames removed. `bind_pieces` and `bind_range` bind them in one place, and the
+//! tests run every variant against `reference`.
 
 mod active_users;
 pub mod reference;
@@ -132,7 +139,7 @@ pub async fn in_snapshot<T>(
         .begin_with("begin isolation level repeatable read, read only")
         .await?;
     // The first statement takes the transaction's snapshot; this one only reports it.
-    let raw: String = sqlx::query_scalar("select pg_current_snapshot()::text")
+    let raw = sqlx::query_scalar!(r#"select pg_current_snapshot()::text as "snapshot!""#)
         .fetch_one(&mut *tx)
         .await?;
     let snapshot = Snapshot::parse(&raw)
@@ -146,30 +153,64 @@ fn action(q: &StatsQuery) -> Option<&str> {
     q.action.as_ref().map(|a| a.as_str())
 }
 
-/// Binds the parameters of a query over `pieces` (docs/rollups.md, "Hours"): `$1` from, `$2` to,
-/// `$3` the action, `$4`..`$5` the whole days, `$6`..`$7` the starts and ends of the whole-hour
-/// spans, `$8`..`$9` those of the raw spans, `$10`..`$11` the edge days and their hour masks.
+/// What a query over `pieces` reads (docs/rollups.md, "Hours"): the range, the action, the whole
+/// days, the starts and ends of the whole-hour spans and of the raw spans, and the edge days with
+/// their hour masks. Queries the macros check pass the fields by name.
+struct PieceArgs<'q> {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    action: Option<&'q str>,
+    first_day: NaiveDate,
+    end_day: NaiveDate,
+    hours_from: Vec<DateTime<Utc>>,
+    hours_to: Vec<DateTime<Utc>>,
+    raw_from: Vec<DateTime<Utc>>,
+    raw_to: Vec<DateTime<Utc>>,
+    mask_days: Vec<NaiveDate>,
+    masks: Vec<String>,
+}
+
+impl<'q> PieceArgs<'q> {
+    fn new(q: &'q StatsQuery, pieces: &Pieces) -> Self {
+        let (hours_from, hours_to) = Pieces::unzip(&pieces.hours);
+        let (raw_from, raw_to) = Pieces::unzip(&pieces.raw);
+        let (mask_days, masks) = pieces.hour_masks().into_iter().unzip();
+        Self {
+            from: q.range.from(),
+            to: q.range.to(),
+            action: action(q),
+            first_day: pieces.days.0,
+            end_day: pieces.days.1,
+            hours_from,
+            hours_to,
+            raw_from,
+            raw_to,
+            mask_days,
+            masks,
+        }
+    }
+}
+
+/// Binds [`PieceArgs`] to a query the macros cannot check (see `timeseries`), in the order such
+/// a query numbers them: `$1` from, `$2` to, `$3` the action, `$4`..`$5` the whole days,
+/// `$6`..`$7` the hour spans, `$8`..`$9` the raw spans, `$10`..`$11` the edge days and masks.
 /// A query's own parameters follow from `$12`.
 fn bind_pieces<'q, O>(
     query: QueryAs<'q, Postgres, O, PgArguments>,
-    q: &'q StatsQuery,
-    pieces: &Pieces,
+    args: PieceArgs<'q>,
 ) -> QueryAs<'q, Postgres, O, PgArguments> {
-    let (hours_from, hours_to) = Pieces::unzip(&pieces.hours);
-    let (raw_from, raw_to) = Pieces::unzip(&pieces.raw);
-    let (mask_days, masks): (Vec<NaiveDate>, Vec<String>) = pieces.hour_masks().into_iter().unzip();
     query
-        .bind(q.range.from())
-        .bind(q.range.to())
-        .bind(action(q))
-        .bind(pieces.days.0)
-        .bind(pieces.days.1)
-        .bind(hours_from)
-        .bind(hours_to)
-        .bind(raw_from)
-        .bind(raw_to)
-        .bind(mask_days)
-        .bind(masks)
+        .bind(args.from)
+        .bind(args.to)
+        .bind(args.action)
+        .bind(args.first_day)
+        .bind(args.end_day)
+        .bind(args.hours_from)
+        .bind(args.hours_to)
+        .bind(args.raw_from)
+        .bind(args.raw_to)
+        .bind(args.mask_days)
+        .bind(args.masks)
 }
 
 /// Binds the parameters every rollup query over a range shares: `$1` from, `$2` to, `$3`..`$4`

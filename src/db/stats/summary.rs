@@ -4,11 +4,10 @@
 
 use sqlx::PgExecutor;
 
-use super::{ActionCount, Summary, bind_pieces};
+use super::{ActionCount, PieceArgs, Summary};
 use crate::domain::StatsQuery;
 
 /// One row per action, then one row with a null action for the whole range.
-#[derive(sqlx::FromRow)]
 struct Row {
     action: Option<String>,
     events: i64,
@@ -17,73 +16,6 @@ struct Row {
     duration_sum: f64,
     duration_count: i64,
 }
-
-// `raw` (the spans under an hour) is materialised so it is scanned once. `edge_bits` are the
-// users of the partial days as bitmaps like the days' own: those whose hour mask meets the whole
-// hours read from `activity_hourly`, and those of the raw spans. Distinct users are the popcount
-// of the OR of both.
-const SQL: &str = "
-with raw as materialized (
-    select e.user_id, e.action, e.value, e.duration_ms
-    from unnest($8::timestamptz[], $9::timestamptz[]) r(lo, hi)
-    join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
-    where ($3::text is null or e.action = $3)
-), edge_bits as (
-    select x.action, activity_user_chunk(u.ordinal) as chunk,
-           bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)) as users
-    from (
-        select a.user_id, a.action
-        from unnest($10::date[], $11::text[]) m(day, mask)
-        join activity_user_action_daily a on a.day = m.day
-        where (a.hours & m.mask::bit(24)) <> B'0'::bit(24) and ($3::text is null or a.action = $3)
-        union all
-        select user_id, action from raw
-    ) x
-    join activity_users u using (user_id)
-    group by 1, 2
-), totals as (
-    select action, sum(events)::int8 as events, sum(value_sum) as value_sum,
-           sum(duration_sum) as duration_sum, sum(duration_count) as duration_count
-    from (
-        select action, events, value_sum, duration_sum, duration_count
-        from activity_daily
-        where day >= $4 and day < $5 and ($3::text is null or action = $3)
-        union all
-        select h.action, h.events, h.value_sum, h.duration_sum, h.duration_count
-        from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
-        join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
-        where ($3::text is null or h.action = $3)
-        union all
-        select action, count(*), coalesce(sum(value::numeric), 0), coalesce(sum(duration_ms), 0),
-               count(duration_ms)
-        from raw group by action
-    ) t
-    group by action
-    having sum(events) > 0
-), bitmaps as (
-    select action, chunk, bit_or(users) as users
-    from (
-        select action, chunk, users from activity_day_users
-        where day >= $4 and day < $5 and ($3::text is null or action = $3)
-        union all
-        select action, chunk, users from edge_bits
-    ) b
-    group by action, chunk
-), all_bitmaps as (
-    select chunk, bit_or(users) as users from bitmaps group by chunk
-), action_users as (
-    select action, sum(bit_count(users))::int8 as n from bitmaps group by action
-), all_users as (
-    select coalesce(sum(bit_count(users)), 0)::int8 as n from all_bitmaps
-)
-select t.action, t.events, coalesce(a.n, 0) as unique_users, activity_float8(t.value_sum) as value_sum,
-       t.duration_sum::float8 as duration_sum, t.duration_count::int8 as duration_count
-from totals t left join action_users a using (action)
-union all
-select null, coalesce(sum(events), 0)::int8, (select n from all_users),
-       activity_float8(coalesce(sum(value_sum), 0)),
-       coalesce(sum(duration_sum), 0)::float8, coalesce(sum(duration_count), 0)::int8
-from totals";
 
 /// A summary with the sum and count behind its average duration, which live updates need.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,10 +39,87 @@ pub async fn summary_totals(
     db: impl PgExecutor<'_>,
     q: &StatsQuery,
 ) -> sqlx::Result<SummaryTotals> {
-    let pieces = q.range.pieces();
-    let rows: Vec<Row> = bind_pieces(sqlx::query_as(SQL), q, &pieces)
-        .fetch_all(db)
-        .await?;
+    let a = PieceArgs::new(q, &q.range.pieces());
+    // `raw` (the spans under an hour) is materialised so it is scanned once. `edge_bits` are the
+    // users of the partial days as bitmaps like the days' own: those whose hour mask meets the whole
+    // hours read from `activity_hourly`, and those of the raw spans. Distinct users are the popcount
+    // of the OR of both.
+    let rows = sqlx::query_as!(
+        Row,
+        r#"with raw as materialized (
+            select e.user_id, e.action, e.value, e.duration_ms
+            from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
+            join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
+            where ($1::text is null or e.action = $1)
+        ), edge_bits as (
+            select x.action, activity_user_chunk(u.ordinal) as chunk,
+                   bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)) as users
+            from (
+                select a.user_id, a.action
+                from unnest($8::date[], $9::text[]) m(day, mask)
+                join activity_user_action_daily a on a.day = m.day
+                where (a.hours & m.mask::bit(24)) <> B'0'::bit(24) and ($1::text is null or a.action = $1)
+                union all
+                select user_id, action from raw
+            ) x
+            join activity_users u using (user_id)
+            group by 1, 2
+        ), totals as (
+            select action, sum(events)::int8 as events, sum(value_sum) as value_sum,
+                   sum(duration_sum) as duration_sum, sum(duration_count) as duration_count
+            from (
+                select action, events, value_sum, duration_sum, duration_count
+                from activity_daily
+                where day >= $2 and day < $3 and ($1::text is null or action = $1)
+                union all
+                select h.action, h.events, h.value_sum, h.duration_sum, h.duration_count
+                from unnest($4::timestamptz[], $5::timestamptz[]) r(lo, hi)
+                join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
+                where ($1::text is null or h.action = $1)
+                union all
+                select action, count(*), coalesce(sum(value::numeric), 0), coalesce(sum(duration_ms), 0),
+                       count(duration_ms)
+                from raw group by action
+            ) t
+            group by action
+            having sum(events) > 0
+        ), bitmaps as (
+            select action, chunk, bit_or(users) as users
+            from (
+                select action, chunk, users from activity_day_users
+                where day >= $2 and day < $3 and ($1::text is null or action = $1)
+                union all
+                select action, chunk, users from edge_bits
+            ) b
+            group by action, chunk
+        ), all_bitmaps as (
+            select chunk, bit_or(users) as users from bitmaps group by chunk
+        ), action_users as (
+            select action, sum(bit_count(users))::int8 as n from bitmaps group by action
+        ), all_users as (
+            select coalesce(sum(bit_count(users)), 0)::int8 as n from all_bitmaps
+        )
+        select t.action as "action?", t.events as "events!", coalesce(a.n, 0) as "unique_users!",
+               activity_float8(t.value_sum) as "value_sum!", t.duration_sum::float8 as "duration_sum!",
+               t.duration_count::int8 as "duration_count!"
+        from totals t left join action_users a using (action)
+        union all
+        select null, coalesce(sum(events), 0)::int8, (select n from all_users),
+               activity_float8(coalesce(sum(value_sum), 0)),
+               coalesce(sum(duration_sum), 0)::float8, coalesce(sum(duration_count), 0)::int8
+        from totals"#,
+        a.action,
+        a.first_day,
+        a.end_day,
+        &a.hours_from,
+        &a.hours_to,
+        &a.raw_from,
+        &a.raw_to,
+        &a.mask_days,
+        &a.masks,
+    )
+    .fetch_all(db)
+    .await?;
     let mut summary = Summary {
         from: q.range.from(),
         to: q.range.to(),

@@ -4,7 +4,7 @@
 
 use sqlx::PgConnection;
 
-use super::{Timeseries, bind_pieces};
+use super::{PieceArgs, Timeseries, bind_pieces};
 use crate::domain::{Bucket, StatsQuery};
 
 /// Both shapes share their frame: the bucket starts (`$unit` is how they are truncated), the
@@ -128,12 +128,12 @@ pub async fn timeseries(
 ) -> sqlx::Result<Timeseries> {
     let points = if bucket == Bucket::Hour {
         let pieces = q.range.hour_pieces();
-        bind_pieces(sqlx::query_as(HOURS_SQL), q, &pieces)
+        bind_pieces(sqlx::query_as(HOURS_SQL), PieceArgs::new(q, &pieces))
             .fetch_all(db)
             .await?
     } else {
         let pieces = q.range.pieces();
-        bind_pieces(sqlx::query_as(DAYS_SQL), q, &pieces)
+        bind_pieces(sqlx::query_as(DAYS_SQL), PieceArgs::new(q, &pieces))
             .bind(bucket.as_str())
             .fetch_all(db)
             .await?

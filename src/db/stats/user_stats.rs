@@ -6,10 +6,9 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{ActionCount, UserStats, action, bind_range};
+use super::{ActionCount, UserStats, action};
 use crate::domain::StatsQuery;
 
-#[derive(sqlx::FromRow)]
 struct Row {
     action: Option<String>,
     events: i64,
@@ -17,57 +16,67 @@ struct Row {
     active_days: i64,
 }
 
-// One row per action, then one with a null action for the whole range. An edge day appears
-// only in `edge` (whole days start at `$3` and end at `$4`), so counting distinct days over both
-// counts each day once.
-const SQL: &str = "
-with days as (
-    select action, day, events, value_sum
-    from activity_user_action_daily
-    where user_id = $8 and day >= $6 and day < $7 and ($5::text is null or action = $5) and events > 0
-    union all
-    select action, (occurred_at at time zone 'UTC')::date, count(*), coalesce(sum(value::numeric), 0)
-    from activities
-    where user_id = $8 and ($5::text is null or action = $5)
-      and ((occurred_at >= $1 and occurred_at < $3) or (occurred_at >= $4 and occurred_at < $2))
-    group by 1, 2
-), per_action as (
-    select action, sum(events)::int8 as events, sum(value_sum) as value_sum
-    from days group by action having sum(events) > 0
-)
-select action, events, activity_float8(value_sum) as value_sum, 0::int8 as active_days
-from per_action
-union all
-select null, coalesce(sum(events), 0)::int8, activity_float8(coalesce(sum(value_sum), 0)),
-       (select count(distinct day) from days)::int8
-from per_action";
-
-// `min` and `max` under `order by ... limit 1` shapes: each is one probe of the
-// (user_id, occurred_at) index, or of (user_id, action, occurred_at) for one action.
-const SEEN: &str = "
-select (select occurred_at from activities
-        where user_id = $1 and occurred_at >= $2 and occurred_at < $3 and ($4::text is null or action = $4)
-        order by occurred_at limit 1),
-       (select occurred_at from activities
-        where user_id = $1 and occurred_at >= $2 and occurred_at < $3 and ($4::text is null or action = $4)
-        order by occurred_at desc limit 1)";
-
 pub async fn user_stats(
     db: &mut PgConnection,
     user_id: Uuid,
     q: &StatsQuery,
 ) -> sqlx::Result<UserStats> {
-    let rows: Vec<Row> = bind_range(sqlx::query_as(SQL), q)
-        .bind(user_id)
-        .fetch_all(&mut *db)
-        .await?;
-    let (first_seen, last_seen) = sqlx::query_as(SEEN)
-        .bind(user_id)
-        .bind(q.range.from())
-        .bind(q.range.to())
-        .bind(action(q))
-        .fetch_one(&mut *db)
-        .await?;
+    let split = q.range.split_days();
+    let (first_day, end_day) = split.days();
+    // One row per action, then one with a null action for the whole range. An edge day appears
+    // only in `edge` (whole days start at `$3` and end at `$4`), so counting distinct days over both
+    // counts each day once.
+    let rows = sqlx::query_as!(
+        Row,
+        r#"with days as (
+            select action, day, events, value_sum
+            from activity_user_action_daily
+            where user_id = $8 and day >= $6 and day < $7 and ($5::text is null or action = $5) and events > 0
+            union all
+            select action, (occurred_at at time zone 'UTC')::date, count(*), coalesce(sum(value::numeric), 0)
+            from activities
+            where user_id = $8 and ($5::text is null or action = $5)
+              and ((occurred_at >= $1 and occurred_at < $3) or (occurred_at >= $4 and occurred_at < $2))
+            group by 1, 2
+        ), per_action as (
+            select action, sum(events)::int8 as events, sum(value_sum) as value_sum
+            from days group by action having sum(events) > 0
+        )
+        select action as "action?", events as "events!", activity_float8(value_sum) as "value_sum!",
+               0::int8 as "active_days!"
+        from per_action
+        union all
+        select null, coalesce(sum(events), 0)::int8, activity_float8(coalesce(sum(value_sum), 0)),
+               (select count(distinct day) from days)::int8
+        from per_action"#,
+        q.range.from(),
+        q.range.to(),
+        split.whole_from,
+        split.whole_to,
+        action(q),
+        first_day,
+        end_day,
+        user_id,
+    )
+    .fetch_all(&mut *db)
+    .await?;
+    // `min` and `max` under `order by ... limit 1` shapes: each is one probe of the
+    // (user_id, occurred_at) index, or of (user_id, action, occurred_at) for one action.
+    let seen = sqlx::query!(
+        r#"select (select occurred_at from activities
+                where user_id = $1 and occurred_at >= $2 and occurred_at < $3 and ($4::text is null or action = $4)
+                order by occurred_at limit 1) as first_seen,
+               (select occurred_at from activities
+                where user_id = $1 and occurred_at >= $2 and occurred_at < $3 and ($4::text is null or action = $4)
+                order by occurred_at desc limit 1) as last_seen"#,
+        user_id,
+        q.range.from(),
+        q.range.to(),
+        action(q),
+    )
+    .fetch_one(&mut *db)
+    .await?;
+    let (first_seen, last_seen) = (seen.first_seen, seen.last_seen);
     let mut by_action = Vec::new();
     let (mut events, mut value_sum, mut active_days) = (0, 0.0, 0);
     for row in rows {
