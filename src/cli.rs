@@ -1,6 +1,9 @@
-//! The `analytics` commands. Each reads `Settings` and does one job.
+//! The `analytics` commands. Each takes every setting (`config::Settings`, listed by its
+//! `--help`) and does one job.
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsStr;
+
+use clap::{CommandFactory, FromArgMatches, Id, Parser, Subcommand};
 
 use crate::auth::{self, Role};
 use crate::config::Settings;
@@ -20,15 +23,49 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the command line and the settings' environment variables, where an empty variable
+    /// counts as unset (`REDIS_URL=` in a `.env` means no Redis; clap alone would parse "").
+    /// Exits with clap's message, naming the setting, when one is missing or invalid.
+    pub fn parse_settings() -> Self {
+        let is_empty = |name: &OsStr| {
+            std::env::var_os(name).is_some_and(|v| v.to_str().is_some_and(|v| v.trim().is_empty()))
+        };
+        let mut command = Self::command();
+        let subcommands: Vec<String> = command
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        for name in subcommands {
+            command = command.mut_subcommand(name, |sub| {
+                let empty: Vec<Id> = sub
+                    .get_arguments()
+                    .filter(|a| a.get_env().is_some_and(is_empty))
+                    .map(|a| a.get_id().clone())
+                    .collect();
+                empty
+                    .into_iter()
+                    .fold(sub, |sub, id| sub.mut_arg(id, |a| a.env(None)))
+            });
+        }
+        Self::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply pending migrations (unless --no-migrate), then serve HTTP on APP_ADDR.
     Serve {
         #[arg(long)]
         no_migrate: bool,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Create the database if needed, apply pending migrations, and exit.
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Load deterministic synthetic activity.
     Seed {
         #[arg(long, default_value_t = 1000)]
@@ -42,17 +79,40 @@ pub enum Command {
         /// Seed only when the activities table is empty.
         #[arg(long)]
         if_empty: bool,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Compute and cache the default dashboard aggregates.
-    Prewarm,
+    Prewarm {
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Apply RETENTION_DAYS once: drop the months of activities that have expired, with their
     /// rollups and cached answers, and print what was dropped.
-    Retention,
+    Retention {
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+impl Command {
+    pub fn settings(&self) -> &Settings {
+        match self {
+            Command::Serve { settings, .. }
+            | Command::Migrate { settings }
+            | Command::Seed { settings, .. }
+            | Command::Keys { settings, .. }
+            | Command::Prewarm { settings }
+            | Command::Retention { settings } => settings,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,9 +133,12 @@ pub enum KeysCommand {
     Revoke { name: String },
 }
 
-pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { no_migrate } => {
+        Command::Serve {
+            no_migrate,
+            settings,
+        } => {
             if !no_migrate {
                 migrate(&settings).await?;
             }
@@ -84,13 +147,14 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .run_until_stopped()
                 .await?;
         }
-        Command::Migrate => migrate(&settings).await?,
+        Command::Migrate { settings } => migrate(&settings).await?,
         Command::Seed {
             users,
             events,
             days,
             seed,
             if_empty,
+            settings,
         } => {
             let pool = db::pool(&settings)?;
             let options = crate::seed::SeedOptions {
@@ -101,15 +165,15 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             };
             crate::seed::run(&pool, options, if_empty).await?;
         }
-        Command::Keys { command } => keys(command, &settings).await?,
-        Command::Prewarm => {
+        Command::Keys { command, settings } => keys(command, &settings).await?,
+        Command::Prewarm { settings } => {
             let state = AppState::new(&settings)?;
             let n = statistics::prewarm(&state, chrono::Utc::now())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             tracing::info!(answers = n, "cache prewarmed");
         }
-        Command::Retention => retention(&settings).await?,
+        Command::Retention { settings } => retention(&settings).await?,
     }
     Ok(())
 }

@@ -1,235 +1,217 @@
-//! Settings: the only place that reads environment variables. Everything else receives a
-//! `Settings` value, so tests build one directly instead of touching the process environment.
+//! Settings: every one an environment variable (or the flag of the same name), declared once
+//! here with its default and its check, so `analytics <command> --help` lists them all. Clap reads
+//! them; everything else receives a `Settings` value, so tests build one directly.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::builder::RangedU64ValueParser;
+
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Pretty,
     Json,
 }
 
-/// Every setting of the service, parsed and validated once at start.
-#[derive(Debug, Clone)]
+/// Every setting of the service, parsed and validated once at start. An empty variable counts
+/// as unset (`REDIS_URL=` in a `.env` means no Redis).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Settings (each also read from the environment variable shown)")]
 pub struct Settings {
+    /// Postgres connection string, for example postgres://postgres@127.0.0.1:5432/analytics.
+    /// `analytics migrate` creates the database if missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: String,
+    /// Redis connection string. Unset: an in-process cache, correct for one instance only.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        value_name = "REDIS_URL",
+        hide_env_values = true
+    )]
     pub redis_url: Option<String>,
+    /// Listen address. Port 0 picks a free port; the chosen address is logged.
+    #[arg(
+        long,
+        env = "APP_ADDR",
+        value_name = "APP_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub app_addr: SocketAddr,
+    /// Namespace of every cache key, so several deployments or test runs can share one Redis.
+    #[arg(long, env = "CACHE_PREFIX", value_name = "CACHE_PREFIX", default_value = "analytics", value_parser = cache_prefix)]
     pub cache_prefix: String,
+    /// Lifetime of a cached aggregate in seconds (up to 10% random jitter is added).
+    #[arg(long = "cache-ttl-seconds", env = "CACHE_TTL_SECONDS", value_name = "CACHE_TTL_SECONDS",
+          default_value = "300", value_parser = at_least_one(Duration::from_secs))]
     pub cache_ttl: Duration,
+    /// Longest wait on any one cache operation, in milliseconds, before the request goes on
+    /// without the cache.
+    #[arg(long = "cache-op-timeout-ms", env = "CACHE_OP_TIMEOUT_MS", value_name = "CACHE_OP_TIMEOUT_MS",
+          default_value = "50", value_parser = at_least_one(Duration::from_millis))]
     pub cache_op_timeout: Duration,
-    pub cors_allowed_origins: Vec<String>,
+    /// Comma-separated origins allowed to call the API from a browser (empty: none).
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_name = "CORS_ALLOWED_ORIGINS", default_value = "",
+          value_parser = origins)]
+    pub cors_allowed_origins: ::std::vec::Vec<String>,
+    /// Log format.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_name = "LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
     pub log_format: LogFormat,
-    /// Longest wait for a database connection before a request fails with 503.
+    /// Log filter (tracing EnvFilter syntax); one that does not parse means `info`.
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        value_name = "RUST_LOG",
+        default_value = "info"
+    )]
+    pub log_filter: String,
+    /// An OTLP/HTTP collector (OpenTelemetry Collector, Jaeger, Tempo...) every span is exported
+    /// to, batched off the request path. Unset: nothing is exported. The other standard OTEL_*
+    /// variables are read by the exporter.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
+    pub otlp_endpoint: Option<String>,
+    /// The service name the exported spans carry.
+    #[arg(
+        long,
+        env = "OTEL_SERVICE_NAME",
+        value_name = "OTEL_SERVICE_NAME",
+        default_value = "activity-analytics"
+    )]
+    pub otel_service_name: String,
+    /// Longest wait for a database connection before a request fails with 503, in milliseconds.
+    #[arg(long = "database-acquire-timeout-ms", env = "DATABASE_ACQUIRE_TIMEOUT_MS", value_name = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value = "2000", value_parser = at_least_one(Duration::from_millis))]
     pub db_acquire_timeout: Duration,
+    /// Size of the database connection pool.
+    #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", value_name = "DATABASE_MAX_CONNECTIONS",
+          default_value = "16", value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
     pub db_max_connections: u32,
-    /// Requests per second allowed for one API key (or one client address when unauthenticated).
+    /// Requests per second allowed for one API key (or one client address when no token is
+    /// sent). Over it: 429 with Retry-After.
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", value_name = "RATE_LIMIT_PER_SECOND", default_value = "100",
+          value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
     pub rate_limit_per_second: u32,
+    /// Requests allowed in a burst above RATE_LIMIT_PER_SECOND.
+    #[arg(long, env = "RATE_LIMIT_BURST", value_name = "RATE_LIMIT_BURST", default_value = "200",
+          value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
     pub rate_limit_burst: u32,
-    /// Activities older than this many days are dropped, a month at a time; `None` keeps all.
+    /// Activities older than this many days are dropped, a whole month at a time, with their
+    /// rollups and cached answers; older backfills are refused. Unset: every activity is kept.
+    // Longer than any range a statistic may cover (366 days) is allowed; the upper bound only
+    // keeps date arithmetic far from overflow.
+    #[arg(long, env = "RETENTION_DAYS", value_name = "RETENTION_DAYS",
+          value_parser = RangedU64ValueParser::<u32>::new().range(1..=36_500))]
     pub retention_days: Option<u32>,
 }
 
-/// A setting that is missing or cannot be parsed; its `Display` is the one line an operator sees.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration error: {name} {problem}")]
-pub struct ConfigError {
-    name: &'static str,
-    problem: String,
+fn cache_prefix(v: &str) -> Result<String, String> {
+    if v.is_empty() || v.contains(char::is_whitespace) {
+        return Err("must be non-empty, without white space".into());
+    }
+    Ok(v.to_owned())
 }
 
-impl Settings {
-    /// Reads the settings from the environment (after `.env` has been loaded by the caller).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads settings through `lookup`, so the parsing rules can be tested without the process environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let database_url = get("DATABASE_URL").ok_or(ConfigError {
-            name: "DATABASE_URL",
-            problem: "is required (for example postgres://postgres@127.0.0.1:5432/analytics)"
-                .into(),
-        })?;
-        let app_addr = parse_or(&get, "APP_ADDR", "127.0.0.1:8080".parse().ok(), |v| {
-            v.parse::<SocketAddr>().map_err(|e| e.to_string())
-        })?;
-        let cache_prefix = get("CACHE_PREFIX").unwrap_or_else(|| "analytics".into());
-        if cache_prefix.contains(char::is_whitespace) {
-            return Err(ConfigError {
-                name: "CACHE_PREFIX",
-                problem: "must not contain white space".into(),
-            });
-        }
-        let cache_ttl = Duration::from_secs(parse_number(&get, "CACHE_TTL_SECONDS", 300, 1)?);
-        let cache_op_timeout =
-            Duration::from_millis(parse_number(&get, "CACHE_OP_TIMEOUT_MS", 50, 1)?);
-        let cors_allowed_origins = get("CORS_ALLOWED_ORIGINS")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|o| !o.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let log_format = match get("LOG_FORMAT").as_deref() {
-            None | Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError {
-                    name: "LOG_FORMAT",
-                    problem: format!("must be `pretty` or `json`, not `{other}`"),
-                });
-            }
-        };
-        let db_acquire_timeout =
-            Duration::from_millis(parse_number(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", 2000, 1)?);
-        let db_max_connections = parse_number(&get, "DATABASE_MAX_CONNECTIONS", 16, 1)? as u32;
-        let rate_limit_per_second = parse_number(&get, "RATE_LIMIT_PER_SECOND", 100, 1)? as u32;
-        let rate_limit_burst = parse_number(&get, "RATE_LIMIT_BURST", 200, 1)? as u32;
-        // A retention longer than any range a statistic may cover (366 days) is allowed; the
-        // upper bound only keeps date arithmetic far from overflow.
-        let retention_days = get("RETENTION_DAYS")
-            .map(|v| match v.parse::<u32>() {
-                Ok(n) if (1..=36_500).contains(&n) => Ok(n),
-                Ok(_) => Err("must be between 1 and 36500".to_owned()),
-                Err(e) => Err(e.to_string()),
-            })
-            .transpose()
-            .map_err(|e| ConfigError {
-                name: "RETENTION_DAYS",
-                problem: format!("is invalid: {e}"),
-            })?;
-        Ok(Self {
-            database_url,
-            redis_url: get("REDIS_URL"),
-            app_addr,
-            cache_prefix,
-            cache_ttl,
-            cache_op_timeout,
-            cors_allowed_origins,
-            log_format,
-            db_acquire_timeout,
-            db_max_connections,
-            rate_limit_per_second,
-            rate_limit_burst,
-            retention_days,
-        })
-    }
-}
-
-fn parse_or<T>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: Option<T>,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<T, ConfigError> {
-    match get(name) {
-        Some(v) => parse(&v).map_err(|e| ConfigError {
-            name,
-            problem: format!("`{v}` is invalid: {e}"),
-        }),
-        None => default.ok_or(ConfigError {
-            name,
-            problem: "is required".into(),
-        }),
-    }
-}
-
-fn parse_number(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    min: u64,
-) -> Result<u64, ConfigError> {
-    parse_or(get, name, Some(default), |v| match v.parse::<u64>() {
-        Ok(n) if n >= min => Ok(n),
-        Ok(_) => Err(format!("must be at least {min}")),
+/// A whole number of at least 1, in the unit `unit` gives it.
+fn at_least_one(unit: fn(u64) -> Duration) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |v| match v.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(unit(n)),
+        Ok(_) => Err("must be at least 1".into()),
         Err(e) => Err(e.to_string()),
-    })
+    }
+}
+
+fn origins(v: &str) -> Result<Vec<String>, String> {
+    Ok(v.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        Settings::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        })
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    /// Parses flags, which win over the environment, so these hold whatever the test process's
+    /// environment holds; `tests/api/settings.rs` runs the binary to cover the variables and
+    /// their defaults.
+    fn settings(args: &[&str]) -> Result<Settings, clap::Error> {
+        let mut argv = vec!["analytics"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|c| c.settings)
     }
 
     #[test]
-    fn defaults_follow_the_contract() {
-        let s = settings(&[("DATABASE_URL", "postgres://x")]).expect("valid");
-        assert_eq!(s.app_addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.cache_prefix, "analytics");
-        assert_eq!(s.cache_ttl, Duration::from_secs(300));
-        assert_eq!(s.cache_op_timeout, Duration::from_millis(50));
-        assert!(s.redis_url.is_none());
-        assert_eq!(s.log_format, LogFormat::Pretty);
-        assert_eq!(s.retention_days, None);
-    }
-
-    #[test]
-    fn a_bad_setting_names_itself_in_one_line() {
+    fn a_bad_setting_names_itself() {
         let cases = [
-            (vec![], "DATABASE_URL"),
+            (vec!["--app-addr=nope"], "APP_ADDR"),
+            (vec!["--cache-ttl-seconds=-1"], "CACHE_TTL_SECONDS"),
+            (vec!["--cache-ttl-seconds=0"], "CACHE_TTL_SECONDS"),
+            (vec!["--retention-days=0"], "RETENTION_DAYS"),
+            (vec!["--retention-days=a year"], "RETENTION_DAYS"),
+            (vec!["--cache-op-timeout-ms=0"], "CACHE_OP_TIMEOUT_MS"),
+            (vec!["--log-format=xml"], "LOG_FORMAT"),
+            (vec!["--cache-prefix=a b"], "CACHE_PREFIX"),
             (
-                vec![("DATABASE_URL", "x"), ("APP_ADDR", "nope")],
-                "APP_ADDR",
-            ),
-            (
-                vec![("DATABASE_URL", "x"), ("CACHE_TTL_SECONDS", "-1")],
-                "CACHE_TTL_SECONDS",
-            ),
-            (
-                vec![("DATABASE_URL", "x"), ("RETENTION_DAYS", "0")],
-                "RETENTION_DAYS",
-            ),
-            (
-                vec![("DATABASE_URL", "x"), ("RETENTION_DAYS", "a year")],
-                "RETENTION_DAYS",
-            ),
-            (
-                vec![("DATABASE_URL", "x"), ("CACHE_OP_TIMEOUT_MS", "0")],
-                "CACHE_OP_TIMEOUT_MS",
-            ),
-            (
-                vec![("DATABASE_URL", "x"), ("LOG_FORMAT", "xml")],
-                "LOG_FORMAT",
+                vec!["--database-max-connections=0"],
+                "DATABASE_MAX_CONNECTIONS",
             ),
         ];
-        for (vars, name) in cases {
-            let err = settings(&vars).expect_err(name).to_string();
-            assert!(err.contains(name), "{name}: {err}");
-            assert!(!err.contains('\n'), "{name}: {err}");
+        for (mut args, name) in cases {
+            args.push("--database-url=postgres://x");
+            let err = settings(&args).expect_err(name).to_string();
+            let first = err.lines().next().unwrap_or_default();
+            assert!(first.contains(name), "{name}: {err}");
         }
     }
 
     #[test]
     fn cors_origins_are_split_and_trimmed() {
         let s = settings(&[
-            ("DATABASE_URL", "x"),
-            (
-                "CORS_ALLOWED_ORIGINS",
-                " https://a.example , https://b.example,",
-            ),
+            "--database-url=x",
+            "--cors-allowed-origins= https://a.example , https://b.example,",
         ])
         .expect("valid");
         assert_eq!(
             s.cors_allowed_origins,
             vec!["https://a.example", "https://b.example"]
         );
+    }
+
+    #[test]
+    fn durations_keep_their_units() {
+        let s = settings(&[
+            "--database-url=x",
+            "--cache-ttl-seconds=7",
+            "--cache-op-timeout-ms=9",
+            "--database-acquire-timeout-ms=11",
+        ])
+        .expect("valid");
+        assert_eq!(s.cache_ttl, Duration::from_secs(7));
+        assert_eq!(s.cache_op_timeout, Duration::from_millis(9));
+        assert_eq!(s.db_acquire_timeout, Duration::from_millis(11));
     }
 }

@@ -1,35 +1,36 @@
-//! The `analytics` binary: parse the command line, load `.env`, start logging, dispatch.
+//! The `analytics` binary: load `.env`, parse the command line and settings, start logging,
+//! dispatch.
 
 use std::process::ExitCode;
 
 use activity_analytics::cli::{self, Cli};
-use activity_analytics::config::Settings;
 use activity_analytics::telemetry;
-use clap::Parser;
 
-// Every request allocates (keys, headers, payloads); with mimalloc's thread-local free lists the
-// server spends 13 instead of 17 µs of CPU per /healthz and 36 instead of 38.5 per cached answer.
+// Every request allocates (keys, headers, payloads); mimalloc's thread-local free lists make
+// them cheap (bench/results.md has the figures).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = Cli::parse();
+fn main() -> ExitCode {
+    // The settings are read from the environment `.env` completes.
     let _ = dotenvy::dotenv();
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
+    let args = Cli::parse_settings();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
         }
     };
-    // Held to the end: dropping it sends the spans still queued for export.
-    let _telemetry = telemetry::init(settings.log_format);
-    match cli::run(args.command, settings).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+    runtime.block_on(async {
+        // Held to the end: dropping it sends the spans still queued for export.
+        let _telemetry = telemetry::init(args.command.settings());
+        match cli::run(args.command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
         }
-    }
+    })
 }

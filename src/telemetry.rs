@@ -9,7 +9,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, Settings};
 
 /// Keeps the span exporter alive; dropping it sends the spans still queued.
 pub struct Telemetry {
@@ -29,9 +29,10 @@ impl Drop for Telemetry {
 /// Installs the global subscriber; logs go to stderr so stdout stays clean for command output
 /// (`analytics keys create` prints the token alone on stdout). Without
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` no exporter exists at all: spans cost what they cost before.
-pub fn init(format: LogFormat) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = match format {
+pub fn init(settings: &Settings) -> Telemetry {
+    let filter =
+        EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = match settings.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
@@ -41,11 +42,14 @@ pub fn init(format: LogFormat) -> Telemetry {
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let provider = otlp_endpoint().and_then(|endpoint| match tracer_provider(&endpoint) {
-        Ok(provider) => Some(provider),
-        Err(error) => {
-            eprintln!("OTLP export is off: {error}");
-            None
+    let endpoint = settings.otlp_endpoint.as_deref();
+    let provider = endpoint.and_then(|endpoint| {
+        match tracer_provider(endpoint, &settings.otel_service_name) {
+            Ok(provider) => Some(provider),
+            Err(error) => {
+                eprintln!("OTLP export is off: {error}");
+                None
+            }
         }
     });
     let spans = provider
@@ -59,24 +63,20 @@ pub fn init(format: LogFormat) -> Telemetry {
     Telemetry { provider }
 }
 
-fn otlp_endpoint() -> Option<String> {
-    std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .ok()
-        .filter(|e| !e.trim().is_empty())
-}
-
 /// OTLP over HTTP with protobuf bodies, batched off the request path; the other standard
 /// `OTEL_*` variables (headers, timeouts, batch sizes) are read by the exporter itself.
-fn tracer_provider(endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+fn tracer_provider(endpoint: &str, service: &str) -> anyhow::Result<SdkTracerProvider> {
     let traces = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(traces)
         .build()?;
-    let service =
-        std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "activity-analytics".into());
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name(service).build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
         .build())
 }

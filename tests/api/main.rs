@@ -14,4 +14,5 @@ mod live;
 mod otlp;
 mod retention;
 mod rollups;
+mod settings;
 mod stats;
