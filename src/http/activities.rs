@@ -1,7 +1,8 @@
 //! `/api/v1/activities`: create (one or a batch), list, get, patch and delete. Every write
 //! commits first and then invalidates the statistics it can change.
 
-use super::openapi::{CreateActivities, CreateActivity, PatchActivity, Problem};
+use super::openapi::{CreateActivities, CreateActivity, PatchActivity};
+use super::responses::{BadBody, BadQuery, Forbidden, Guarded, UnknownId};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
@@ -71,10 +72,7 @@ fn not_found(id: Uuid) -> ApiError {
 #[utoipa::path(post, path = "/api/v1/activities", tag = "activities", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response instead of storing twice (kept 24 hours)")),
     request_body(content = CreateActivity, content_type = "application/json"),
-    responses((status = 201, description = "Stored", body = Activity, headers(("Location" = String))),
-        (status = 400, description = "Malformed JSON or wrong content type", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Stored", body = Activity, headers(("Location" = String))), BadBody, Guarded, Forbidden))]
 pub async fn create_activity(
     auth: Authorized<WriteRole>,
     req: HttpRequest,
@@ -171,10 +169,7 @@ fn parse_batch(body: &Value, window: WriteWindow) -> ApiResult<Vec<NewActivity>>
 #[utoipa::path(post, path = "/api/v1/activities/batch", tag = "activities", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response instead of storing twice (kept 24 hours)")),
     request_body(content = CreateActivities, content_type = "application/json"),
-    responses((status = 201, description = "All stored", body = BatchCreated),
-        (status = 400, description = "Malformed JSON or wrong content type", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "All stored", body = BatchCreated), BadBody, Guarded, Forbidden))]
 pub async fn create_activities(
     auth: Authorized<WriteRole>,
     req: HttpRequest,
@@ -239,9 +234,7 @@ pub struct Page {
         ("to" = Option<String>, Query, description = "Latest occurred_at, exclusive"),
         ("limit" = Option<i64>, Query, description = "1 to 1000, default 100", minimum = 1, maximum = 1000),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Malformed query string (a parameter given twice)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "A page, newest first", body = Page), BadQuery, Guarded))]
 pub async fn list_activities(
     _: Authorized<ReadRole>,
     params: web::Query<ListActivitiesParams>,
@@ -266,9 +259,7 @@ pub async fn list_activities(
 
 #[utoipa::path(get, path = "/api/v1/activities/{id}", tag = "activities", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Activity id")),
-    responses((status = 200, description = "The activity", body = Activity), (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The activity", body = Activity), Guarded, UnknownId))]
 pub async fn get_activity(
     _: Authorized<ReadRole>,
     path: web::Path<String>,
@@ -284,10 +275,7 @@ pub async fn get_activity(
 #[utoipa::path(patch, path = "/api/v1/activities/{id}", tag = "activities", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Activity id")),
     request_body(content = PatchActivity, content_type = "application/json"),
-    responses((status = 200, description = "The updated activity", body = Activity),
-        (status = 400, description = "Malformed JSON or wrong content type", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The updated activity", body = Activity), BadBody, Guarded, Forbidden, UnknownId))]
 pub async fn patch_activity(
     _: Authorized<WriteRole>,
     req: HttpRequest,
@@ -327,9 +315,7 @@ pub async fn patch_activity(
 
 #[utoipa::path(delete, path = "/api/v1/activities/{id}", tag = "activities", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Activity id")),
-    responses((status = 204, description = "Deleted"), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Deleted"), Guarded, Forbidden, UnknownId))]
 pub async fn delete_activity(
     _: Authorized<WriteRole>,
     path: web::Path<String>,

@@ -1,7 +1,8 @@
 //! `/api/v1/cache`: counters for operators, and the admin-only clear and prewarm.
 
-use super::openapi::Problem;
+use super::responses::{Forbidden, Guarded};
 use crate::cache::CacheStats;
+use crate::error::Problem;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 
@@ -17,18 +18,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[utoipa::path(get, path = "/api/v1/cache/stats", tag = "cache", security(("bearer" = [])),
-    responses((status = 200, description = "Counters since this instance started", body = CacheStats), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Counters since this instance started", body = CacheStats), Guarded))]
 pub async fn cache_stats(_: Authorized<ReadRole>, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.cache.stats())
 }
 
 #[utoipa::path(delete, path = "/api/v1/cache", tag = "cache", security(("bearer" = [])),
-    responses((status = 204, description = "Every entry under CACHE_PREFIX dropped"), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "The cache could not be cleared", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Every entry under CACHE_PREFIX dropped"), (status = 500, description = "The cache could not be cleared", body = Problem, content_type = "application/problem+json"), Guarded, Forbidden))]
 pub async fn clear_cache(
     _: Authorized<AdminRole>,
     state: web::Data<AppState>,
@@ -43,9 +39,7 @@ pub async fn clear_cache(
 
 /// Starts the prewarm in the background and answers at once.
 #[utoipa::path(post, path = "/api/v1/cache/prewarm", tag = "cache", security(("bearer" = [])),
-    responses((status = 202, description = "Prewarm started in the background", body = serde_json::Value), (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, description = "Prewarm started in the background", body = serde_json::Value), Guarded, Forbidden))]
 pub async fn prewarm_cache(_: Authorized<AdminRole>, state: web::Data<AppState>) -> HttpResponse {
     let state = state.into_inner();
     tokio::spawn(async move {

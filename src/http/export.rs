@@ -1,13 +1,13 @@
 //! `GET /api/v1/activities/export`: every matching activity, streamed from a database cursor
 //! to the socket as NDJSON or CSV, one page of rows in memory at a time.
 
+use super::responses::{BadQuery, Guarded};
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use chrono::SecondsFormat;
 use futures_util::{StreamExt, stream};
 
-use super::openapi::Problem;
 use crate::auth::{Authorized, ReadRole};
 use crate::db;
 use crate::domain::{Activity, ExportFormat, ExportParams, ExportQuery};
@@ -25,12 +25,7 @@ const CSV_HEADER: &str =
 #[utoipa::path(get, path = "/api/v1/activities/export", tag = "activities", security(("bearer" = [])),
     params(ExportParams),
     responses((status = 200, description = "Every matching activity in (occurred_at, id) order: one JSON object per line (ndjson), or RFC 4180 CSV with a header row and properties as JSON text",
-            content((String = "application/x-ndjson"), (String = "text/csv"))),
-        (status = 400, description = "Malformed query string (a parameter given twice)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+            content((String = "application/x-ndjson"), (String = "text/csv"))), BadQuery, Guarded))]
 pub async fn export_activities(
     _: Authorized<ReadRole>,
     params: web::Query<ExportParams>,

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
+mod responses;
 pub mod stats;
 pub mod users;
 

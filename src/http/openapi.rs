@@ -60,18 +60,6 @@ pub struct CreateActivities {
     activities: Vec<CreateActivity>,
 }
 
-/// An RFC 9457 problem.
-#[allow(dead_code)]
-#[derive(ToSchema)]
-pub struct Problem {
-    #[schema(rename = "type")]
-    kind: String,
-    title: String,
-    status: u16,
-    detail: String,
-    errors: Option<Vec<crate::error::FieldError>>,
-}
-
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -96,6 +84,7 @@ impl Modify for BearerAuth {
         cache_admin::cache_stats, cache_admin::clear_cache, cache_admin::prewarm_cache,
         health::healthz, health::readyz, health::metrics,
     ),
+    components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
     tags(
         (name = "activities", description = "What users did"),

@@ -1,11 +1,12 @@
 //! `/api/v1/stats/*`: parse the query, ask `statistics` (which goes through the cache), and
 //! answer with `X-Cache`, `ETag` and 304 for a matching `If-None-Match`.
 
-use super::openapi::Problem;
+use super::responses::{BadQuery, Guarded, NotModified};
 use crate::db::stats::{ActiveUsers, Summary, Timeseries, TopUsers, UserStats};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
+use utoipa::IntoParams;
 
 use crate::auth::{Authorized, ReadRole};
 use crate::cache::Freshness;
@@ -74,6 +75,32 @@ fn respond(req: &HttpRequest, (payload, status): Answer) -> HttpResponse {
     }
 }
 
+/// The range and filter every range statistic takes (described here; parsed by `StatsQuery`).
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RangeParams {
+    /// Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days
+    from: Option<String>,
+    /// End, exclusive; default the next UTC midnight
+    to: Option<String>,
+    /// Only this action
+    action: Option<String>,
+}
+
+/// The headers every statistic honours.
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+struct Revalidation {
+    /// ETag of an answer you hold
+    #[param(rename = "If-None-Match")]
+    if_none_match: Option<String>,
+    /// no-cache recomputes and refreshes the cache
+    #[param(rename = "Cache-Control")]
+    cache_control: Option<String>,
+}
+
 fn common(params: &StatsParams) -> ApiResult<StatsQuery> {
     StatsQuery::parse(params, Utc::now()).map_err(ApiError::Validation)
 }
@@ -92,13 +119,8 @@ fn with<T>(q: ApiResult<StatsQuery>, extra: Result<T, FieldError>) -> ApiResult<
 }
 
 #[utoipa::path(get, path = "/api/v1/stats/summary", tag = "statistics", security(("bearer" = [])),
-    params(("from" = Option<String>, Query, description = "Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days"),
-        ("to" = Option<String>, Query, description = "End, exclusive; default the next UTC midnight"),
-        ("action" = Option<String>, Query, description = "Only this action"), ("If-None-Match" = Option<String>, Header, description = "ETag of an answer you hold"),
-        ("Cache-Control" = Option<String>, Header, description = "no-cache recomputes and refreshes the cache")),
-    responses((status = 200, description = "Totals over the range", body = Summary, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), (status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String))), (status = 400, description = "Malformed query string (a parameter given twice)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    params(RangeParams, Revalidation),
+    responses((status = 200, description = "Totals over the range", body = Summary, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
 pub async fn summary(
     _: Authorized<ReadRole>,
     req: HttpRequest,
@@ -113,13 +135,8 @@ pub async fn summary(
 }
 
 #[utoipa::path(get, path = "/api/v1/stats/timeseries", tag = "statistics", security(("bearer" = [])),
-    params(("from" = Option<String>, Query, description = "Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days"),
-        ("to" = Option<String>, Query, description = "End, exclusive; default the next UTC midnight"),
-        ("action" = Option<String>, Query, description = "Only this action"), ("bucket" = Option<String>, Query, description = "hour, day (default), week or month"), ("If-None-Match" = Option<String>, Header, description = "ETag of an answer you hold"),
-        ("Cache-Control" = Option<String>, Header, description = "no-cache recomputes and refreshes the cache")),
-    responses((status = 200, description = "One point per bucket, empty ones as zeros", body = Timeseries, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), (status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String))), (status = 400, description = "Malformed query string (a parameter given twice)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    params(RangeParams, ("bucket" = Option<String>, Query, description = "hour, day (default), week or month"), Revalidation),
+    responses((status = 200, description = "One point per bucket, empty ones as zeros", body = Timeseries, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
 pub async fn timeseries(
     _: Authorized<ReadRole>,
     req: HttpRequest,
@@ -135,11 +152,8 @@ pub async fn timeseries(
 
 #[utoipa::path(get, path = "/api/v1/stats/active-users", tag = "statistics", security(("bearer" = [])),
     params(("date" = Option<String>, Query, description = "YYYY-MM-DD, default today (UTC)"),
-        ("action" = Option<String>, Query, description = "Only this action"), ("If-None-Match" = Option<String>, Header, description = "ETag of an answer you hold"),
-        ("Cache-Control" = Option<String>, Header, description = "no-cache recomputes and refreshes the cache")),
-    responses((status = 200, description = "DAU, WAU, MAU and stickiness", body = ActiveUsers, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), (status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String))), (status = 400, description = "Malformed query string (a parameter given twice)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+        ("action" = Option<String>, Query, description = "Only this action"), Revalidation),
+    responses((status = 200, description = "DAU, WAU, MAU and stickiness", body = ActiveUsers, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
 pub async fn active_users(
     _: Authorized<ReadRole>,
     req: HttpRequest,
@@ -168,13 +182,8 @@ pub async fn active_users(
 }
 
 #[utoipa::path(get, path = "/api/v1/stats/top-users", tag = "statistics", security(("bearer" = [])),
-    params(("from" = Option<String>, Query, description = "Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days"),
-        ("to" = Option<String>, Query, description = "End, exclusive; default the next UTC midnight"),
-        ("action" = Option<String>, Query, description = "Only this action"), ("limit" = Option<i64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100), ("If-None-Match" = Option<String>, Header, description = "ETag of an answer you hold"),
-        ("Cache-Control" = Option<String>, Header, description = "no-cache recomputes and refreshes the cache")),
-    responses((status = 200, description = "Most events first", body = TopUsers, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), (status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String))), (status = 400, description = "Malformed query string (a parameter given twice)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    params(RangeParams, ("limit" = Option<i64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100), Revalidation),
+    responses((status = 200, description = "Most events first", body = TopUsers, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
 pub async fn top_users(
     _: Authorized<ReadRole>,
     req: HttpRequest,
@@ -192,13 +201,8 @@ pub async fn top_users(
 }
 
 #[utoipa::path(get, path = "/api/v1/stats/users/{user_id}", tag = "statistics", security(("bearer" = [])),
-    params(("user_id" = Uuid, Path), ("from" = Option<String>, Query, description = "Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days"),
-        ("to" = Option<String>, Query, description = "End, exclusive; default the next UTC midnight"),
-        ("action" = Option<String>, Query, description = "Only this action"), ("If-None-Match" = Option<String>, Header, description = "ETag of an answer you hold"),
-        ("Cache-Control" = Option<String>, Header, description = "no-cache recomputes and refreshes the cache")),
-    responses((status = 200, description = "One user's profile (zeros when inactive)", body = UserStats, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), (status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String))), (status = 400, description = "Malformed query string (a parameter given twice)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+    params(("user_id" = Uuid, Path), RangeParams, Revalidation),
+    responses((status = 200, description = "One user's profile (zeros when inactive)", body = UserStats, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
 pub async fn user_stats(
     _: Authorized<ReadRole>,
     req: HttpRequest,

@@ -1,14 +1,15 @@
 //! `/api/v1/users/{user_id}`: erasure of everything stored about one user (the right to
 //! erasure). What is kept afterwards is listed in the README ("Erasure").
 
+use super::responses::Guarded;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::activities::commit_touching;
-use super::openapi::Problem;
 use crate::auth::{AdminRole, Authorized};
 use crate::db;
+use crate::error::Problem;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -26,10 +27,7 @@ pub struct Erased {
     params(("user_id" = Uuid, Path, description = "The user to erase")),
     responses((status = 200, description = "Every activity of the user removed, with every statistic and cached answer", body = Erased),
         (status = 403, description = "Role too low (admin only)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not a user id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "Not a user id", body = Problem, content_type = "application/problem+json"), Guarded))]
 pub async fn erase_user(
     _: Authorized<AdminRole>,
     path: web::Path<String>,

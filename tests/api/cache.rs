@@ -330,7 +330,7 @@ async fn etags_answer_304_and_no_cache_recomputes() {
 #[tokio::test]
 async fn clearing_the_cache_removes_only_keys_under_the_prefix() {
     let app = spawn_app().await;
-    let client = redis::Client::open(crate::helpers::REDIS_URL).expect("redis");
+    let client = redis::Client::open(crate::helpers::redis_url()).expect("redis");
     let mut conn = client.get_connection().expect("connection");
     let outside = format!("{}-neighbour:keep", app.prefix);
     let _: () = redis::cmd("SET")

@@ -416,9 +416,10 @@ export interface components {
             /** Format: double */
             value_sum: number;
         };
-        /** @description An RFC 9457 problem. */
+        /** @description An RFC 9457 problem: the body of every error response (`application/problem+json`). */
         Problem: {
             detail: string;
+            /** @description Each field that broke a rule, when the problem is a 422. */
             errors?: components["schemas"]["FieldError"][] | null;
             /** Format: int32 */
             status: number;
