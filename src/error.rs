@@ -10,12 +10,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
-pub use crate::domain::FieldError;
+pub(crate) use crate::domain::FieldError;
 
 #[derive(thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("the request breaks {} rule(s)", .0.len())]
@@ -39,15 +39,15 @@ pub enum ApiError {
     Shared(std::sync::Arc<ApiError>),
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// Serializes a response body; failing to is the server's own fault.
-pub fn to_json(value: &impl Serialize) -> ApiResult<Vec<u8>> {
+pub(crate) fn to_json(value: &impl Serialize) -> ApiResult<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))
 }
 
 impl ApiError {
-    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
     }
 }
@@ -102,7 +102,7 @@ impl std::fmt::Debug for ApiError {
 
 /// An RFC 9457 problem: the body of every error response (`application/problem+json`).
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Problem<'a> {
+pub(crate) struct Problem<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     title: &'a str,
@@ -116,7 +116,7 @@ pub struct Problem<'a> {
 
 /// Builds a problem+json response; used by `ApiError` and by the handlers that turn
 /// actix-web's own errors (405, unmatched routes) into the same shape.
-pub fn problem_response(
+pub(crate) fn problem_response(
     status: StatusCode,
     detail: String,
     errors: Option<&[FieldError]>,

@@ -13,43 +13,43 @@ use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EndpointLabels {
-    pub endpoint: &'static str,
+pub(crate) struct EndpointLabels {
+    pub(crate) endpoint: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OperationLabels {
-    pub operation: &'static str,
+pub(crate) struct OperationLabels {
+    pub(crate) operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub method: String,
-    pub route: String,
-    pub status: u16,
+pub(crate) struct RequestLabels {
+    pub(crate) method: String,
+    pub(crate) route: String,
+    pub(crate) status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub method: String,
-    pub route: String,
+pub(crate) struct RouteLabels {
+    pub(crate) method: String,
+    pub(crate) route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BuildLabels {
-    pub version: &'static str,
+pub(crate) struct BuildLabels {
+    pub(crate) version: &'static str,
 }
 
 /// What `/metrics` reads from the cache at scrape time.
-pub struct CacheGauges {
-    pub pending_invalidations: usize,
+pub(crate) struct CacheGauges {
+    pub(crate) pending_invalidations: usize,
     /// Redis' memory in use and its limit; `None` without Redis or when it did not answer.
-    pub redis_memory: Option<(u64, u64)>,
+    pub(crate) redis_memory: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StateLabels {
-    pub state: &'static str,
+pub(crate) struct StateLabels {
+    pub(crate) state: &'static str,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -59,17 +59,17 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
-    pub cache_hits: Family<EndpointLabels, Counter>,
-    pub cache_misses: Family<EndpointLabels, Counter>,
-    pub cache_bypasses: Family<EndpointLabels, Counter>,
-    pub cache_errors: Family<OperationLabels, Counter>,
-    pub cache_invalidated_keys: Counter,
-    pub cache_updated_entries: Counter,
-    pub http_requests: Family<RequestLabels, Counter>,
-    pub http_request_duration: HistogramFamily<RouteLabels>,
-    pub aggregate_duration: HistogramFamily<EndpointLabels>,
+    pub(crate) cache_hits: Family<EndpointLabels, Counter>,
+    pub(crate) cache_misses: Family<EndpointLabels, Counter>,
+    pub(crate) cache_bypasses: Family<EndpointLabels, Counter>,
+    pub(crate) cache_errors: Family<OperationLabels, Counter>,
+    pub(crate) cache_invalidated_keys: Counter,
+    pub(crate) cache_updated_entries: Counter,
+    pub(crate) http_requests: Family<RequestLabels, Counter>,
+    pub(crate) http_request_duration: HistogramFamily<RouteLabels>,
+    pub(crate) aggregate_duration: HistogramFamily<EndpointLabels>,
     db_pool_connections: Family<StateLabels, Gauge>,
     cache_pending_invalidations: Gauge,
     redis_memory_used: Gauge,
@@ -83,7 +83,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
         let m = Self {
             cache_hits: Family::default(),
@@ -173,7 +173,7 @@ impl Metrics {
 
     /// Registers the Redis memory gauges: only a service that runs on Redis has them, so an
     /// in-process cache does not report a made-up zero.
-    pub fn register_redis_gauges(&mut self) {
+    pub(crate) fn register_redis_gauges(&mut self) {
         self.registry.register(
             "analytics_redis_memory_used_bytes",
             "Memory Redis uses (INFO memory: used_memory)",
@@ -187,7 +187,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the pool and cache gauges read at this moment.
-    pub fn encode(&self, pool: &PgPool, cache: &CacheGauges) -> String {
+    pub(crate) fn encode(&self, pool: &PgPool, cache: &CacheGauges) -> String {
         self.cache_pending_invalidations
             .set(i64::try_from(cache.pending_invalidations).unwrap_or(i64::MAX));
         if let Some((used, limit)) = cache.redis_memory {

@@ -30,7 +30,7 @@ pub struct PendingUpdates {
 }
 
 impl PendingUpdates {
-    pub fn new(pool: PgPool, cache: Arc<Cache>) -> Self {
+    pub(crate) fn new(pool: PgPool, cache: Arc<Cache>) -> Self {
         Self {
             pool,
             cache,
@@ -41,7 +41,7 @@ impl PendingUpdates {
 
     /// Tells the cache about the committed write whose `cache_pending` row is `id`, and lets
     /// the row go once the cache reflects it.
-    pub async fn settle(&self, id: i64, write: Committed) {
+    pub(crate) async fn settle(&self, id: i64, write: Committed) {
         if self.cache.after_commit(write).await
             && let Ok(mut applied) = self.applied.lock()
         {
@@ -50,7 +50,7 @@ impl PendingUpdates {
     }
 
     /// Deletes settled rows and sweeps orphans in the background until `self` is dropped.
-    pub fn spawn(self: &Arc<Self>) {
+    pub(crate) fn spawn(self: &Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(FLUSH_INTERVAL);
@@ -75,7 +75,7 @@ impl PendingUpdates {
     }
 
     /// Forgets the rows of settled updates now (for a command that does not run `spawn`).
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         self.forget_applied().await;
     }
 

@@ -23,11 +23,11 @@ const TOUCHES_PER_UPDATE: usize = 2_000;
 /// One partition dropped by a run.
 #[derive(Debug, Clone)]
 pub struct Dropped {
-    pub partition: Partition,
+    pub(crate) partition: Partition,
     /// Activities it held (as the rollups counted them).
-    pub events: i64,
+    pub(crate) events: i64,
     /// Cached answers' touches sent to the cache.
-    pub touches: usize,
+    pub(crate) touches: usize,
 }
 
 /// What a run did.
@@ -46,7 +46,7 @@ pub enum Outcome {
 
 /// What `serve` does every hour: create the next month's partition ahead of need, then apply
 /// retention. Failures are logged and retried the next hour.
-pub async fn run_hourly(state: &AppState) {
+pub(crate) async fn run_hourly(state: &AppState) {
     if let Err(error) = db::partitions::ensure_ahead(&state.pool, Utc::now()).await {
         tracing::warn!(%error, "could not create the partitions of the coming month");
     }
@@ -67,7 +67,7 @@ pub async fn run_hourly(state: &AppState) {
 }
 
 /// Logs what a run did, one line per dropped partition.
-pub fn log(outcome: &Outcome) {
+pub(crate) fn log(outcome: &Outcome) {
     match outcome {
         Outcome::KeepEverything => tracing::debug!("RETENTION_DAYS is unset: nothing expires"),
         Outcome::Busy => tracing::debug!("another instance is applying retention"),

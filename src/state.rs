@@ -20,19 +20,19 @@ use crate::rate_limiter::RateLimiter;
 pub struct AppState {
     pub pool: PgPool,
     pub cache: Arc<Cache>,
-    pub keys: KeyStore,
-    pub metrics: Arc<Metrics>,
-    pub rate_limiter: RateLimiter,
+    pub(crate) keys: KeyStore,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) rate_limiter: RateLimiter,
     pub pending: Arc<PendingUpdates>,
     /// The months whose partitions exist, so writes rarely need to ask.
     pub partitions: KnownPartitions,
     /// `RETENTION_DAYS`.
-    pub retention_days: Option<u32>,
+    pub(crate) retention_days: Option<u32>,
 }
 
 impl AppState {
     /// State without an HTTP server, for the commands that use the cache (`prewarm`).
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+    pub(crate) fn new(settings: &Settings) -> anyhow::Result<Self> {
         let pool = db::pool(settings)?;
         let mut metrics = Metrics::new();
         if settings.redis_url.is_some() {
@@ -60,7 +60,7 @@ impl AppState {
     }
 
     /// What a write arriving now may date its activities at.
-    pub fn write_window(&self) -> WriteWindow {
+    pub(crate) fn write_window(&self) -> WriteWindow {
         WriteWindow {
             now: chrono::Utc::now(),
             retention_days: self.retention_days,

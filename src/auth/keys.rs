@@ -24,7 +24,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn parse(raw: &str) -> Option<Self> {
+    pub(crate) fn parse(raw: &str) -> Option<Self> {
         match raw {
             "read" => Some(Self::Read),
             "write" => Some(Self::Write),
@@ -89,7 +89,7 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    pub fn new(pool: PgPool) -> Self {
+    pub(crate) fn new(pool: PgPool) -> Self {
         Self {
             pool,
             known: moka::future::Cache::builder()
@@ -100,7 +100,10 @@ impl KeyStore {
     }
 
     /// Unknown tokens are not remembered, so a key created a moment ago works at once.
-    pub async fn role_for(&self, token_hash: &[u8; 32]) -> Result<Option<Role>, sqlx::Error> {
+    pub(crate) async fn role_for(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<Role>, sqlx::Error> {
         if let Some(role) = self.known.get(token_hash).await {
             return Ok(Some(role));
         }

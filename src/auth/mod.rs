@@ -16,12 +16,12 @@ use crate::state::AppState;
 pub use keys::{KeyStore, Role, create_key, generate_token, hash_token};
 
 /// Marker types naming the least role a handler needs.
-pub trait MinRole {
+pub(crate) trait MinRole {
     const ROLE: Role;
 }
-pub struct ReadRole;
-pub struct WriteRole;
-pub struct AdminRole;
+pub(crate) struct ReadRole;
+pub(crate) struct WriteRole;
+pub(crate) struct AdminRole;
 impl MinRole for ReadRole {
     const ROLE: Role = Role::Read;
 }
@@ -33,14 +33,14 @@ impl MinRole for AdminRole {
 }
 
 /// Proof that the request carries a valid token with at least role `R`.
-pub struct Authorized<R: MinRole> {
+pub(crate) struct Authorized<R: MinRole> {
     /// The SHA-256 of the token: who sent the request, without keeping the token.
-    pub principal: [u8; 32],
+    pub(crate) principal: [u8; 32],
     _role: PhantomData<R>,
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if the request has one.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub struct Breaker {
+pub(crate) struct Breaker {
     threshold: u32,
     cooldown: Duration,
     epoch: Instant,
@@ -16,7 +16,7 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
         Self {
             threshold,
             cooldown,
@@ -33,7 +33,7 @@ impl Breaker {
 
     /// May this request use the backend? While open, no; once the cool-down is over, exactly
     /// one caller at a time gets `true` as the probe.
-    pub fn allow(&self) -> bool {
+    pub(crate) fn allow(&self) -> bool {
         let until = self.open_until_ms.load(Ordering::Acquire);
         if until == 0 {
             return true;
@@ -46,7 +46,7 @@ impl Breaker {
             .is_ok()
     }
 
-    pub fn record_success(&self) {
+    pub(crate) fn record_success(&self) {
         self.consecutive_failures.store(0, Ordering::Release);
         if self.open_until_ms.swap(0, Ordering::AcqRel) != 0 {
             tracing::info!("cache backend answered again; circuit closed");
@@ -54,7 +54,7 @@ impl Breaker {
         self.probing.store(false, Ordering::Release);
     }
 
-    pub fn record_failure(&self) {
+    pub(crate) fn record_failure(&self) {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
         let was_probe = self.probing.swap(false, Ordering::AcqRel);
         if failures >= self.threshold || was_probe {

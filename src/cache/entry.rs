@@ -13,18 +13,18 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::Snapshot;
 
-pub const VERSION_LEN: usize = 16;
+pub(crate) const VERSION_LEN: usize = 16;
 const ETAG_LEN: usize = 16;
 
 /// A serialized answer and its entity tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payload {
-    pub body: Vec<u8>,
-    pub etag: String,
+pub(crate) struct Payload {
+    pub(crate) body: Vec<u8>,
+    pub(crate) etag: String,
 }
 
 impl Payload {
-    pub fn new(body: Vec<u8>) -> Self {
+    pub(crate) fn new(body: Vec<u8>) -> Self {
         let digest = Sha256::digest(&body);
         Self {
             etag: hex::encode(&digest[..ETAG_LEN / 2]),
@@ -36,28 +36,28 @@ impl Payload {
 /// Which creates an entry already includes: those its snapshot saw, and every create the write
 /// log holds up to `seq` (applied when it was stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
-    pub snapshot: Snapshot,
-    pub seq: u64,
+pub(crate) struct Meta {
+    pub(crate) snapshot: Snapshot,
+    pub(crate) seq: u64,
 }
 
 impl Meta {
     /// Must the create logged at `seq` by transaction `xid` still be applied to this entry?
-    pub fn lacks(&self, seq: u64, xid: u64) -> bool {
+    pub(crate) fn lacks(&self, seq: u64, xid: u64) -> bool {
         seq > self.seq && !self.snapshot.sees(xid)
     }
 }
 
 /// An entry with everything it is stored with.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub payload: Payload,
+pub(crate) struct Entry {
+    pub(crate) payload: Payload,
     /// Absent for an answer that cannot be updated live; a create then removes it.
-    pub live: Option<(Meta, Vec<u8>)>,
+    pub(crate) live: Option<(Meta, Vec<u8>)>,
 }
 
 impl Entry {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let body = &self.payload.body;
         let meta = self
             .live
@@ -78,7 +78,7 @@ impl Entry {
     }
 
     /// The whole entry; `None` for anything malformed, which counts as absent.
-    pub fn decode(raw: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(raw: &[u8]) -> Option<Self> {
         let payload = Self::decode_payload(raw)?;
         let rest = raw.get(VERSION_LEN + ETAG_LEN + 4 + payload.body.len()..)?;
         let meta_len = read_len(rest)?;
@@ -93,7 +93,7 @@ impl Entry {
     }
 
     /// Only what a HIT serves.
-    pub fn decode_payload(raw: &[u8]) -> Option<Payload> {
+    pub(crate) fn decode_payload(raw: &[u8]) -> Option<Payload> {
         let etag = std::str::from_utf8(raw.get(VERSION_LEN..VERSION_LEN + ETAG_LEN)?).ok()?;
         let len = read_len(raw.get(VERSION_LEN + ETAG_LEN..)?)?;
         let start = VERSION_LEN + ETAG_LEN + 4;
@@ -105,7 +105,7 @@ impl Entry {
 }
 
 /// The version an encoded entry starts with.
-pub fn version_of(raw: &[u8]) -> &[u8] {
+pub(crate) fn version_of(raw: &[u8]) -> &[u8] {
     &raw[..raw.len().min(VERSION_LEN)]
 }
 

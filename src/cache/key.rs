@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
-pub use crate::domain::Touch;
+pub(crate) use crate::domain::Touch;
 use crate::domain::{Action, LiveWrite, TimeRange};
 
 /// The statistics endpoints, as they are named in metric labels and cache keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Summary,
     Timeseries,
     ActiveUsers,
@@ -26,7 +26,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Self; 5] = [
+    pub(crate) const ALL: [Self; 5] = [
         Self::Summary,
         Self::Timeseries,
         Self::ActiveUsers,
@@ -34,7 +34,7 @@ impl Endpoint {
         Self::UserStats,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Summary => "summary",
             Self::Timeseries => "timeseries",
@@ -47,14 +47,14 @@ impl Endpoint {
 
 /// An index an entry is registered under, and whose generation guards its store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Tag {
+pub(crate) enum Tag {
     Day(NaiveDate),
     User(Uuid),
 }
 
 impl Tag {
     /// The hash of entry key → scope for the entries under this tag.
-    pub fn index_key(&self, prefix: &str) -> String {
+    pub(crate) fn index_key(&self, prefix: &str) -> String {
         match self {
             Self::Day(d) => format!("{prefix}:ix:d:{d}"),
             Self::User(u) => format!("{prefix}:ix:u:{u}"),
@@ -64,14 +64,14 @@ impl Tag {
     /// The index hash and, beside it, the sorted set of when each of its entries expires: a
     /// walk of the index first drops what has expired, so an index holds the entries alive,
     /// not every entry ever stored under the tag.
-    pub fn index_keys(&self, prefix: &str) -> (String, String) {
+    pub(crate) fn index_keys(&self, prefix: &str) -> (String, String) {
         let index = self.index_key(prefix);
         let expiry = format!("{index}:exp");
         (index, expiry)
     }
 
     /// The counter every write under this tag increments (see `docs/cache.md`, "No stale set").
-    pub fn generation_key(&self, prefix: &str) -> String {
+    pub(crate) fn generation_key(&self, prefix: &str) -> String {
         match self {
             Self::Day(d) => format!("{prefix}:g:d:{d}"),
             Self::User(u) => format!("{prefix}:g:u:{u}"),
@@ -81,20 +81,20 @@ impl Tag {
 
 /// Which writes can change an entry: `[from_us, to_us)` and optionally one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scope {
-    pub from_us: i64,
-    pub to_us: i64,
-    pub action: String,
+pub(crate) struct Scope {
+    pub(crate) from_us: i64,
+    pub(crate) to_us: i64,
+    pub(crate) action: String,
 }
 
 impl Scope {
     /// Stored as the value of the entry's field in each index hash; parsed again by the
     /// invalidation script, which is why it is plain text.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         format!("{} {} {}", self.from_us, self.to_us, self.action)
     }
 
-    pub fn decode(raw: &str) -> Option<Self> {
+    pub(crate) fn decode(raw: &str) -> Option<Self> {
         let mut parts = raw.splitn(3, ' ');
         Some(Self {
             from_us: parts.next()?.parse().ok()?,
@@ -104,7 +104,7 @@ impl Scope {
     }
 
     /// Does any written span overlap this scope? An empty action means "every action".
-    pub fn is_touched_by(&self, spans: &[Span]) -> bool {
+    pub(crate) fn is_touched_by(&self, spans: &[Span]) -> bool {
         spans.iter().any(|s| {
             self.from_us <= s.last_us
                 && s.first_us < self.to_us
@@ -115,8 +115,8 @@ impl Scope {
 
 /// One cacheable answer: where it is stored and what can make it wrong.
 #[derive(Debug, Clone)]
-pub struct CacheKey {
-    pub endpoint: Endpoint,
+pub(crate) struct CacheKey {
+    pub(crate) endpoint: Endpoint,
     canonical: String,
     scope: Scope,
     tags: Vec<Tag>,
@@ -125,7 +125,7 @@ pub struct CacheKey {
 impl CacheKey {
     /// `canonical` must contain every parameter that changes the answer, with defaults resolved.
     /// Global statistics are tagged with every day of the range; a user's profile with the user.
-    pub fn new(
+    pub(crate) fn new(
         endpoint: Endpoint,
         canonical: String,
         range: &TimeRange,
@@ -152,21 +152,21 @@ impl CacheKey {
         }
     }
 
-    pub fn entry_key(&self, prefix: &str) -> String {
+    pub(crate) fn entry_key(&self, prefix: &str) -> String {
         format!("{prefix}:e:{}:{}", self.endpoint.as_str(), self.canonical)
     }
 
-    pub fn scope(&self) -> &Scope {
+    pub(crate) fn scope(&self) -> &Scope {
         &self.scope
     }
 
-    pub fn tags(&self) -> &[Tag] {
+    pub(crate) fn tags(&self) -> &[Tag] {
         &self.tags
     }
 
     /// Can this create change the answer? Its time and action must fall in the scope, and a
     /// user's profile changes only with that user's activities.
-    pub fn is_changed_by(&self, write: &LiveWrite) -> bool {
+    pub(crate) fn is_changed_by(&self, write: &LiveWrite) -> bool {
         let at = write.occurred_at.timestamp_micros();
         let user_matches = self.tags.iter().all(|t| match t {
             Tag::User(u) => *u == write.user_id,
@@ -183,10 +183,10 @@ impl CacheKey {
 
 /// A closed interval of written times for one action, as the invalidation checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Span {
-    pub first_us: i64,
-    pub last_us: i64,
-    pub action: String,
+pub(crate) struct Span {
+    pub(crate) first_us: i64,
+    pub(crate) last_us: i64,
+    pub(crate) action: String,
 }
 
 /// More written points than this under one tag are merged into one span per action: a batch
@@ -197,12 +197,12 @@ const MAX_SPANS_PER_TAG: usize = 64;
 
 /// Everything a set of writes invalidates, grouped by tag. Union of several writes is a merge.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Invalidation {
-    pub spans: BTreeMap<Tag, Vec<Span>>,
+pub(crate) struct Invalidation {
+    pub(crate) spans: BTreeMap<Tag, Vec<Span>>,
 }
 
 impl Invalidation {
-    pub fn from_touches(touches: &[Touch]) -> Self {
+    pub(crate) fn from_touches(touches: &[Touch]) -> Self {
         let mut inv = Self::default();
         for t in touches {
             let at = t.occurred_at.timestamp_micros();
@@ -219,14 +219,14 @@ impl Invalidation {
         inv
     }
 
-    pub fn merge(&mut self, other: Self) {
+    pub(crate) fn merge(&mut self, other: Self) {
         for (tag, spans) in other.spans {
             self.spans.entry(tag).or_default().extend(spans);
         }
         self.compact();
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
 

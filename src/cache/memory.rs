@@ -25,13 +25,13 @@ struct Indexes {
     log: VecDeque<Vec<u8>>,
 }
 
-pub struct MemoryBackend {
+pub(crate) struct MemoryBackend {
     entries: moka::sync::Cache<String, Arc<[u8]>>,
     indexes: Mutex<Indexes>,
 }
 
 impl MemoryBackend {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             entries: moka::sync::Cache::builder()
                 .max_capacity(MAX_ENTRIES)
@@ -45,11 +45,11 @@ impl MemoryBackend {
         self.indexes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.entries.get(key).map(|v| v.to_vec())
     }
 
-    pub fn position(&self, keys: &[String]) -> (u64, Vec<String>) {
+    pub(crate) fn position(&self, keys: &[String]) -> (u64, Vec<String>) {
         let indexes = self.lock();
         let generations = keys
             .iter()
@@ -58,7 +58,7 @@ impl MemoryBackend {
         (indexes.position, generations)
     }
 
-    pub fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
+    pub(crate) fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
         let mut indexes = self.lock();
         let current = |k: &String| indexes.generations.get(k).copied().unwrap_or(0).to_string();
         if req
@@ -89,7 +89,7 @@ impl MemoryBackend {
         StoreOutcome::Stored
     }
 
-    pub fn append(&self, req: &AppendRequest) -> (u64, Vec<(String, Vec<u8>)>) {
+    pub(crate) fn append(&self, req: &AppendRequest) -> (u64, Vec<(String, Vec<u8>)>) {
         let mut indexes = self.lock();
         let first = indexes.position + 1;
         for record in &req.records {
@@ -118,7 +118,7 @@ impl MemoryBackend {
         (first, listed)
     }
 
-    pub fn replace(&self, items: &[(String, Vec<u8>, Vec<u8>)]) -> Vec<Replaced> {
+    pub(crate) fn replace(&self, items: &[(String, Vec<u8>, Vec<u8>)]) -> Vec<Replaced> {
         let _atomic = self.lock();
         items
             .iter()
@@ -134,14 +134,14 @@ impl MemoryBackend {
             .collect()
     }
 
-    pub fn remove(&self, keys: &[String]) -> u64 {
+    pub(crate) fn remove(&self, keys: &[String]) -> u64 {
         let _atomic = self.lock();
         keys.iter()
             .filter(|k| self.entries.remove(k.as_str()).is_some())
             .count() as u64
     }
 
-    pub fn invalidate(&self, prefix: &str, inv: &Invalidation) -> u64 {
+    pub(crate) fn invalidate(&self, prefix: &str, inv: &Invalidation) -> u64 {
         let mut indexes = self.lock();
         let mut deleted = 0;
         for (tag, spans) in &inv.spans {
@@ -163,7 +163,7 @@ impl MemoryBackend {
         deleted
     }
 
-    pub fn clear(&self) -> u64 {
+    pub(crate) fn clear(&self) -> u64 {
         let mut indexes = self.lock();
         let n = self.entries.entry_count();
         self.entries.invalidate_all();
@@ -175,7 +175,7 @@ impl MemoryBackend {
 
     /// Drops every logged create, keeping the position: a computation that must catch up from
     /// the log can no longer, and is refused instead (never applied a wrong record).
-    pub fn forget_write_log(&self) {
+    pub(crate) fn forget_write_log(&self) {
         self.lock().log.clear();
     }
 

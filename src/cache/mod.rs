@@ -8,13 +8,13 @@
 //! and, after repeated failures, not even tried until a probe succeeds.
 
 mod backend;
-pub mod breaker;
-pub mod entry;
-pub mod key;
+pub(crate) mod breaker;
+pub(crate) mod entry;
+pub(crate) mod key;
 mod live_updates;
 mod memory;
 mod redis_backend;
-pub mod single_flight;
+pub(crate) mod single_flight;
 mod stats;
 
 use std::any::Any;
@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::Serialize;
 
-pub use entry::Payload;
-pub use key::{CacheKey, Endpoint, Invalidation, Touch};
-pub use stats::{CacheStats, EndpointStats};
+pub(crate) use entry::Payload;
+pub(crate) use key::{CacheKey, Endpoint, Invalidation, Touch};
+pub(crate) use stats::CacheStats;
 
 use backend::Backend;
 use live_updates::{Combiner, parse_record};
@@ -66,10 +66,10 @@ const MAX_CATCH_UP_ROUNDS: usize = 8;
 const MAX_UPDATE_ROUNDS: usize = 4;
 /// Creates kept in the write log for answers still being computed; a computation that falls
 /// further behind is not stored. At 250 creates/s this is 80 s.
-pub const WRITE_LOG_LENGTH: u64 = 20_000;
+pub(crate) const WRITE_LOG_LENGTH: u64 = 20_000;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CacheError {
+pub(crate) enum CacheError {
     #[error("cache backend error: {0}")]
     Backend(String),
     #[error("cache operation timed out")]
@@ -78,14 +78,14 @@ pub enum CacheError {
 
 /// How a statistics answer was obtained, as `X-Cache` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
+pub(crate) enum CacheStatus {
     Hit,
     Miss,
     Bypass,
 }
 
 impl CacheStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "HIT",
             Self::Miss => "MISS",
@@ -96,13 +96,13 @@ impl CacheStatus {
 
 /// Whether a request accepts a cached answer (`Cache-Control: no-cache` does not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
+pub(crate) enum Freshness {
     AcceptCached,
     Recompute,
 }
 
 /// What a store asks of a backend; see the store script in `redis_backend.rs`.
-pub struct StoreRequest<'a> {
+pub(crate) struct StoreRequest<'a> {
     entry_key: &'a str,
     value: &'a [u8],
     ttl_secs: u64,
@@ -117,7 +117,7 @@ pub struct StoreRequest<'a> {
 }
 
 /// What a backend did with a store.
-pub enum StoreOutcome {
+pub(crate) enum StoreOutcome {
     Stored,
     /// A write invalidated the entry's tags, or the log lost what the value would need.
     Refused,
@@ -129,7 +129,7 @@ pub enum StoreOutcome {
 }
 
 /// What a backend did with one compare-and-set of a live update.
-pub enum Replaced {
+pub(crate) enum Replaced {
     Done,
     Gone,
     /// Someone else rewrote the entry first; this is what it holds now.
@@ -138,7 +138,7 @@ pub enum Replaced {
 
 /// What creates ask of a backend: log them (consecutive positions, in this order) and return
 /// the entries they fall in.
-pub struct AppendRequest {
+pub(crate) struct AppendRequest {
     records: Vec<Vec<u8>>,
     /// Per tag touched: (index hash, index expiry), and the spans written there.
     indexes: Vec<((String, String), Vec<key::Span>)>,
@@ -146,17 +146,17 @@ pub struct AppendRequest {
 }
 
 /// What a miss computed: the answer, and the state and snapshot that let creates update it.
-pub struct Fresh {
-    pub body: Vec<u8>,
-    pub live: Option<LiveSeed>,
+pub(crate) struct Fresh {
+    pub(crate) body: Vec<u8>,
+    pub(crate) live: Option<LiveSeed>,
 }
 
 /// The snapshot an answer was computed in, and its state for live updates.
-pub type LiveSeed = (Snapshot, Vec<u8>);
+pub(crate) type LiveSeed = (Snapshot, Vec<u8>);
 
 /// Brings one cached answer up to date with creates; the statistics layer implements it, so
 /// the cache never needs to know what an answer means.
-pub trait LiveApplier: Send + Sync {
+pub(crate) trait LiveApplier: Send + Sync {
     /// The new (body, state) after `writes` (each of which the answer lacks; those that do not
     /// change it are ignored), or `None` when the state cannot absorb them exactly (the entry is
     /// then removed).
@@ -175,14 +175,14 @@ pub enum Committed {
 /// State of the cache as `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CacheHealth {
+pub(crate) enum CacheHealth {
     Ok,
     Degraded,
     Memory,
 }
 
 impl CacheHealth {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Degraded => "degraded",
@@ -219,7 +219,7 @@ pub struct Cache {
 }
 
 impl Cache {
-    pub fn new(
+    pub(crate) fn new(
         settings: &Settings,
         metrics: Arc<Metrics>,
         applier: Arc<dyn LiveApplier>,
@@ -260,7 +260,7 @@ impl Cache {
         })
     }
 
-    pub fn backend_name(&self) -> &'static str {
+    pub(crate) fn backend_name(&self) -> &'static str {
         match self.backend {
             Backend::Redis(_) => "redis",
             Backend::Memory(_) => "memory",
@@ -268,7 +268,7 @@ impl Cache {
     }
 
     /// Retries failed invalidations in the background until the cache is dropped.
-    pub fn spawn_retry_task(self: &Arc<Self>) {
+    pub(crate) fn spawn_retry_task(self: &Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RETRY_INTERVAL);
@@ -286,7 +286,7 @@ impl Cache {
     /// (once per key and generations on this instance, however many ask) and stored, brought up
     /// to date with the creates logged while it was computed, unless a write invalidated the
     /// key meanwhile.
-    pub async fn get_or_compute<F, Fut, E>(
+    pub(crate) async fn get_or_compute<F, Fut, E>(
         &self,
         key: &CacheKey,
         freshness: Freshness,
@@ -451,7 +451,7 @@ impl Cache {
     }
 
     /// Drops every entry under the prefix.
-    pub async fn clear(&self) -> Result<u64, CacheError> {
+    pub(crate) async fn clear(&self) -> Result<u64, CacheError> {
         let removed = match &self.backend {
             Backend::Redis(r) => {
                 self.bounded_by("clear", Duration::from_secs(30), r.clear(&self.prefix))
@@ -467,7 +467,7 @@ impl Cache {
     /// miss entries it changes, and stale answers be served (docs/cache.md, "Eviction"). A full
     /// Redis under `noeviction` only costs BYPASS. A Redis that cannot be asked is let through
     /// with a warning, so a cache outage at start does not stop the service (promise 5).
-    pub async fn check_eviction_policy(&self) -> Result<(), CacheError> {
+    pub(crate) async fn check_eviction_policy(&self) -> Result<(), CacheError> {
         let Backend::Redis(r) = &self.backend else {
             return Ok(());
         };
@@ -491,7 +491,7 @@ impl Cache {
         }
     }
 
-    pub async fn health(&self) -> CacheHealth {
+    pub(crate) async fn health(&self) -> CacheHealth {
         match &self.backend {
             Backend::Memory(_) => CacheHealth::Memory,
             Backend::Redis(_) if !self.breaker.allow() => CacheHealth::Degraded,
@@ -506,7 +506,7 @@ impl Cache {
     /// of an erased user's data stays in the cache. Stores that needed to catch up from it are
     /// refused once (BYPASS). The log expires on its own within `max(TTL, 10 min)` if Redis
     /// cannot be reached now.
-    pub async fn forget_write_log(&self) {
+    pub(crate) async fn forget_write_log(&self) {
         let result = match &self.backend {
             Backend::Redis(r) => {
                 self.bounded("update", r.forget_write_log(&self.prefix))
@@ -523,13 +523,13 @@ impl Cache {
     }
 
     /// Invalidations remembered because the cache could not take them yet.
-    pub fn pending_invalidations(&self) -> usize {
+    pub(crate) fn pending_invalidations(&self) -> usize {
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
     /// Memory Redis uses and its limit (see `RedisBackend::memory`); `None` for the in-process
     /// cache or when Redis does not answer in time.
-    pub async fn redis_memory(&self) -> Option<(u64, u64)> {
+    pub(crate) async fn redis_memory(&self) -> Option<(u64, u64)> {
         match &self.backend {
             Backend::Redis(r) => self.bounded("info", r.memory()).await.ok(),
             Backend::Memory(_) => None,

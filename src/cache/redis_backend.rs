@@ -38,7 +38,7 @@ const INVALIDATE_SHEBANG: &str = "#!lua flags=allow-oom\n";
 
 const INVALIDATE_SCRIPT: &str = include_str!("lua/invalidate.lua");
 
-pub struct RedisBackend {
+pub(crate) struct RedisBackend {
     pool: Pool,
     per_thread: Mutex<HashMap<ThreadId, MultiplexedConnection>>,
     store_script: Script,
@@ -49,7 +49,7 @@ pub struct RedisBackend {
 
 impl RedisBackend {
     /// Builds the pool; no connection is made until the first operation.
-    pub fn new(url: &str, op_timeout: Duration) -> Result<Self, CacheError> {
+    pub(crate) fn new(url: &str, op_timeout: Duration) -> Result<Self, CacheError> {
         let mut config = Config::from_url(url);
         config.pool = Some(PoolConfig {
             max_size: 4,
@@ -112,13 +112,13 @@ impl RedisBackend {
         })
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
         self.with_connection(|mut c| async move { c.get(key).await })
             .await
     }
 
     /// The write log's position and the values of `generation_keys`, in one round trip.
-    pub async fn position(
+    pub(crate) async fn position(
         &self,
         prefix: &str,
         generation_keys: &[String],
@@ -141,7 +141,7 @@ impl RedisBackend {
         Ok((position, values.collect()))
     }
 
-    pub async fn store(
+    pub(crate) async fn store(
         &self,
         prefix: &str,
         req: &StoreRequest<'_>,
@@ -186,7 +186,7 @@ impl RedisBackend {
         }
     }
 
-    pub async fn append(
+    pub(crate) async fn append(
         &self,
         prefix: &str,
         req: &AppendRequest,
@@ -234,7 +234,7 @@ impl RedisBackend {
         Ok((first, listed))
     }
 
-    pub async fn replace(
+    pub(crate) async fn replace(
         &self,
         items: &[(String, Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<Replaced>, CacheError> {
@@ -255,14 +255,14 @@ impl RedisBackend {
             .collect())
     }
 
-    pub async fn remove(&self, keys: &[String]) -> Result<u64, CacheError> {
+    pub(crate) async fn remove(&self, keys: &[String]) -> Result<u64, CacheError> {
         self.with_connection(|mut c| async move {
             redis::cmd("DEL").arg(keys).query_async(&mut c).await
         })
         .await
     }
 
-    pub async fn invalidate(
+    pub(crate) async fn invalidate(
         &self,
         prefix: &str,
         inv: &Invalidation,
@@ -287,7 +287,7 @@ impl RedisBackend {
     /// Removes every entry and index under `prefix:`, a SCAN page at a time (never KEYS, which
     /// blocks Redis). Generation counters and the write log stay: resetting either to a value a
     /// running computation already read would let it store a result older than a write.
-    pub async fn clear(&self, prefix: &str) -> Result<u64, CacheError> {
+    pub(crate) async fn clear(&self, prefix: &str) -> Result<u64, CacheError> {
         let pattern = format!("{}:*", escape_glob(prefix));
         let generations = format!("{prefix}:g:");
         let write_log = format!("{prefix}:w:");
@@ -325,7 +325,7 @@ impl RedisBackend {
 
     /// Redis' `maxmemory` and `maxmemory-policy`, if it lets us read them (managed services may
     /// rename `CONFIG`).
-    pub async fn eviction_settings(&self) -> Result<(u64, String), CacheError> {
+    pub(crate) async fn eviction_settings(&self) -> Result<(u64, String), CacheError> {
         let pairs: Vec<String> = self
             .with_connection(|mut c| async move {
                 redis::cmd("CONFIG")
@@ -350,7 +350,7 @@ impl RedisBackend {
 
     /// Redis' memory in use and its limit: `maxmemory`, or the machine's memory when no
     /// `maxmemory` is set (Redis then grows until the machine runs out), from `INFO memory`.
-    pub async fn memory(&self) -> Result<(u64, u64), CacheError> {
+    pub(crate) async fn memory(&self) -> Result<(u64, u64), CacheError> {
         let info: String = self
             .with_connection(|mut c| async move {
                 redis::cmd("INFO").arg("memory").query_async(&mut c).await
@@ -372,7 +372,7 @@ impl RedisBackend {
 
     /// Drops the write log, keeping its position: a store that must catch up finds too few
     /// records and is refused (the store script counts them), never fed a wrong one.
-    pub async fn forget_write_log(&self, prefix: &str) -> Result<(), CacheError> {
+    pub(crate) async fn forget_write_log(&self, prefix: &str) -> Result<(), CacheError> {
         let key = log_key(prefix);
         self.with_connection(|mut c| async move {
             redis::cmd("DEL").arg(&key).query_async::<u64>(&mut c).await
@@ -381,7 +381,7 @@ impl RedisBackend {
         .map(|_| ())
     }
 
-    pub async fn ping(&self) -> Result<(), CacheError> {
+    pub(crate) async fn ping(&self) -> Result<(), CacheError> {
         self.with_connection(|mut c| async move {
             redis::cmd("PING").query_async::<String>(&mut c).await
         })

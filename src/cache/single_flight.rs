@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-pub struct SingleFlight<T> {
+pub(crate) struct SingleFlight<T> {
     calls: Mutex<HashMap<String, Arc<OnceCell<T>>>>,
 }
 
@@ -29,7 +29,7 @@ impl<T> Default for SingleFlight<T> {
 impl<T: Clone> SingleFlight<T> {
     /// Runs `work` unless a call with this key is already running, in which case it waits for
     /// that call's result. If the running call is cancelled, a waiter takes over.
-    pub async fn run<F, Fut>(&self, key: String, work: F) -> T
+    pub(crate) async fn run<F, Fut>(&self, key: String, work: F) -> T
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
@@ -47,8 +47,9 @@ impl<T: Clone> SingleFlight<T> {
         // `caller` drops here, or earlier if this future is cancelled.
     }
 
-    /// Calls in progress (for tests and diagnostics).
-    pub fn in_flight(&self) -> usize {
+    /// Calls in progress (the tests check that finished and abandoned calls are forgotten).
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
         self.calls.lock().map(|c| c.len()).unwrap_or(0)
     }
 }

@@ -6,26 +6,26 @@ use super::{Cache, Endpoint, OPERATIONS};
 use crate::metrics::{EndpointLabels, OperationLabels};
 
 #[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct EndpointStats {
-    pub hits: u64,
-    pub misses: u64,
-    pub bypasses: u64,
+pub(crate) struct EndpointStats {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) bypasses: u64,
 }
 
 /// The body of `GET /api/v1/cache/stats`, counted since this instance started.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CacheStats {
     #[schema(value_type = String, examples("redis"))]
-    pub backend: &'static str,
+    pub(crate) backend: &'static str,
     pub hits: u64,
     pub misses: u64,
-    pub bypasses: u64,
-    pub hit_ratio: f64,
-    pub errors: u64,
+    pub(crate) bypasses: u64,
+    pub(crate) hit_ratio: f64,
+    pub(crate) errors: u64,
     pub invalidated_keys: u64,
     pub pending_invalidations: usize,
     #[schema(value_type = std::collections::BTreeMap<String, EndpointStats>)]
-    pub by_endpoint: std::collections::BTreeMap<&'static str, EndpointStats>,
+    pub(crate) by_endpoint: std::collections::BTreeMap<&'static str, EndpointStats>,
 }
 
 impl Cache {

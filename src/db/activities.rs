@@ -10,7 +10,7 @@ use crate::domain::{
 
 /// A stored activity, what the cache needs to apply it to cached answers, and the id of the
 /// `cache_pending` row that records the cache update it owes (migration 6).
-pub type Created = (Activity, LiveWrite, i64);
+pub(crate) type Created = (Activity, LiveWrite, i64);
 
 /// Inserts one activity under its user's write lock (migration 5), records the cache update it
 /// owes, and reads what the cache needs to apply it: the transaction id and the user's
@@ -81,7 +81,7 @@ pub async fn insert_activity(tx: &mut PgConnection, a: &NewActivity) -> sqlx::Re
 }
 
 /// Takes the write locks of `users` until the transaction ends (see `insert_activity`).
-pub async fn lock_users(tx: &mut PgConnection, users: &[Uuid]) -> sqlx::Result<()> {
+pub(crate) async fn lock_users(tx: &mut PgConnection, users: &[Uuid]) -> sqlx::Result<()> {
     sqlx::query!("select activity_lock_users($1)", users)
         .execute(tx)
         .await
@@ -91,7 +91,7 @@ pub async fn lock_users(tx: &mut PgConnection, users: &[Uuid]) -> sqlx::Result<(
 /// Inserts every activity in one statement: a batch is all or nothing, and one round trip
 /// with arrays is far cheaper than 5000 single-row inserts. Holds its users' write locks until
 /// the statement's transaction ends.
-pub async fn insert_activities(
+pub(crate) async fn insert_activities(
     db: impl PgExecutor<'_>,
     batch: &[NewActivity],
 ) -> sqlx::Result<u64> {
@@ -121,7 +121,10 @@ pub async fn insert_activities(
     Ok(done.rows_affected())
 }
 
-pub async fn find_activity(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Activity>> {
+pub(crate) async fn find_activity(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Option<Activity>> {
     sqlx::query_as!(Activity, "select * from activities where id = $1", id)
         .fetch_optional(db)
         .await
@@ -129,7 +132,7 @@ pub async fn find_activity(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Op
 
 /// Locks the row until the transaction ends, so a concurrent patch or delete of the same
 /// activity cannot slip between reading its old values (needed for invalidation) and writing.
-pub async fn find_activity_for_update(
+pub(crate) async fn find_activity_for_update(
     db: &mut PgConnection,
     id: Uuid,
 ) -> sqlx::Result<Option<Activity>> {
@@ -143,7 +146,7 @@ pub async fn find_activity_for_update(
 }
 
 /// One page, newest first. Fetches `limit + 1` rows so the caller knows whether another page follows.
-pub async fn list_activities(
+pub(crate) async fn list_activities(
     db: impl PgExecutor<'_>,
     q: &ListActivitiesQuery,
 ) -> sqlx::Result<Vec<Activity>> {
@@ -172,7 +175,7 @@ pub async fn list_activities(
 }
 
 /// Writes `patch` over `old` (which the caller locked) and returns the new row.
-pub async fn update_activity(
+pub(crate) async fn update_activity(
     db: &mut PgConnection,
     old: &Activity,
     patch: &ActivityPatch,
@@ -199,7 +202,10 @@ pub async fn update_activity(
 
 /// Deletes the row (under its user's write lock) and returns it, so the caller can invalidate
 /// what it was part of.
-pub async fn delete_activity(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Activity>> {
+pub(crate) async fn delete_activity(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Option<Activity>> {
     sqlx::query_as!(
         Activity,
         "with locked as (select activity_lock_users(array[user_id]) from activities where id = $1)
@@ -213,16 +219,16 @@ pub async fn delete_activity(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<
 
 /// What erasing a user removed: how many activities, and per action and UTC day the first and
 /// last instant they covered (what the cache must forget).
-pub struct Erased {
-    pub deleted: u64,
-    pub touches: Vec<Touch>,
+pub(crate) struct Erased {
+    pub(crate) deleted: u64,
+    pub(crate) touches: Vec<Touch>,
 }
 
 /// Deletes every activity of `user` under its write lock (the rollups and the user's bitmaps
 /// follow in the same statement, by trigger), the user's bitmap number, and every stored
 /// idempotent response that carries the user's id, so no copy of their data survives in this
 /// database.
-pub async fn erase_user(tx: &mut PgConnection, user: Uuid) -> sqlx::Result<Erased> {
+pub(crate) async fn erase_user(tx: &mut PgConnection, user: Uuid) -> sqlx::Result<Erased> {
     lock_users(tx, &[user]).await?;
     let spans = sqlx::query!(
         r#"with gone as (delete from activities where user_id = $1 returning action, occurred_at)

@@ -18,7 +18,7 @@ enum State {
 
 /// Opens the export (so that a database that cannot serve it fails the request before any
 /// byte is sent), then yields every activity `q` selects, in `(occurred_at, id)` order, as pages.
-pub async fn pages(
+pub(crate) async fn pages(
     pool: &PgPool,
     q: &ExportQuery,
 ) -> sqlx::Result<impl Stream<Item = sqlx::Result<Vec<Activity>>> + use<>> {

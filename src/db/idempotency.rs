@@ -4,17 +4,17 @@ use sqlx::{PgConnection, PgExecutor};
 
 /// A response stored for a key that was used before.
 #[derive(Debug)]
-pub struct StoredResponse {
-    pub request_hash: Vec<u8>,
-    pub status: Option<i16>,
-    pub response: Option<Vec<u8>>,
-    pub location: Option<String>,
+pub(crate) struct StoredResponse {
+    pub(crate) request_hash: Vec<u8>,
+    pub(crate) status: Option<i16>,
+    pub(crate) response: Option<Vec<u8>>,
+    pub(crate) location: Option<String>,
 }
 
 /// Claims `key` for this request inside the caller's transaction. `true` when claimed (new, or
 /// expired and reclaimed). When another transaction holds the same key, Postgres makes this
 /// insert wait until that one ends, so two concurrent requests never both claim it.
-pub async fn claim_key(
+pub(crate) async fn claim_key(
     db: &mut PgConnection,
     principal: &[u8],
     key: &str,
@@ -36,7 +36,7 @@ pub async fn claim_key(
     Ok(claimed.unwrap_or(false))
 }
 
-pub async fn find_response(
+pub(crate) async fn find_response(
     db: impl PgExecutor<'_>,
     principal: &[u8],
     key: &str,
@@ -52,7 +52,7 @@ pub async fn find_response(
     .await
 }
 
-pub async fn store_response(
+pub(crate) async fn store_response(
     db: &mut PgConnection,
     principal: &[u8],
     key: &str,
@@ -75,7 +75,7 @@ pub async fn store_response(
 }
 
 /// Forgets keys older than 24 hours.
-pub async fn delete_expired_keys(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
+pub(crate) async fn delete_expired_keys(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
     let done =
         sqlx::query!("delete from idempotency_keys where created_at < now() - interval '24 hours'")
             .execute(db)

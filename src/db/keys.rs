@@ -5,15 +5,15 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ApiKeyRow {
-    pub id: Uuid,
-    pub name: String,
-    pub role: String,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
+pub(crate) struct ApiKeyRow {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) role: String,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) revoked_at: Option<DateTime<Utc>>,
 }
 
-pub async fn insert_key(
+pub(crate) async fn insert_key(
     db: impl PgExecutor<'_>,
     name: &str,
     role: &str,
@@ -30,7 +30,7 @@ pub async fn insert_key(
     .await
 }
 
-pub async fn list_keys(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<ApiKeyRow>> {
+pub(crate) async fn list_keys(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<ApiKeyRow>> {
     sqlx::query_as!(
         ApiKeyRow,
         "select id, name, role, created_at, revoked_at from api_keys order by created_at, name",
@@ -51,7 +51,7 @@ pub async fn revoke_key(db: impl PgExecutor<'_>, name: &str) -> sqlx::Result<boo
 }
 
 /// The role of the active key with this token hash.
-pub async fn find_active_role(
+pub(crate) async fn find_active_role(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
 ) -> sqlx::Result<Option<String>> {

@@ -2,11 +2,11 @@
 //! domain types, and return `sqlx::Result`; they never see a request or the cache.
 
 pub mod activities;
-pub mod export;
+pub(crate) mod export;
 pub mod idempotency;
 pub mod keys;
 pub mod partitions;
-pub mod pending;
+pub(crate) mod pending;
 pub mod retention;
 pub mod stats;
 
@@ -23,14 +23,14 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A pool that connects lazily, so the service starts (and `/readyz` reports) while the
 /// database is away, and requests fail fast with 503 instead of hanging.
-pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+pub(crate) fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
     pool_of(settings, settings.db_max_connections)
 }
 
 /// A small pool of its own for checking API keys: when the database is slower than the load
 /// and every connection of the main pool is taken, requests still get their keys checked, so
 /// cached answers go on being served while the others fail fast with 503.
-pub fn key_pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+pub(crate) fn key_pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
     pool_of(settings, 2)
 }
 
@@ -58,7 +58,7 @@ fn pool_of(settings: &Settings, max_connections: u32) -> Result<PgPool, sqlx::Er
 /// lookups whose best plan does not depend on the values: they may use generic plans, which
 /// saves planning each statement again (about a millisecond of CPU for a create's neighbours)
 /// under the connection's `force_custom_plan`, which only the range statistics need.
-pub async fn begin_write(
+pub(crate) async fn begin_write(
     pool: &PgPool,
 ) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
     pool.begin_with("begin; set local plan_cache_mode = force_generic_plan")
@@ -66,7 +66,7 @@ pub async fn begin_write(
 }
 
 /// Creates the database named in `database_url` if it does not exist yet.
-pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
+pub(crate) async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
     let options = PgConnectOptions::from_str(database_url)?;
     let name = options
         .get_database()
@@ -104,6 +104,6 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 /// Is the database answering?
-pub async fn ping(pool: &PgPool) -> sqlx::Result<()> {
+pub(crate) async fn ping(pool: &PgPool) -> sqlx::Result<()> {
     sqlx::raw_sql("select 1").execute(pool).await.map(|_| ())
 }

@@ -20,7 +20,7 @@ pub fn month_of(t: DateTime<Utc>) -> NaiveDate {
 }
 
 /// The first instant (UTC midnight) of `day`.
-pub fn midnight(day: NaiveDate) -> DateTime<Utc> {
+pub(crate) fn midnight(day: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&day.and_time(chrono::NaiveTime::MIN))
 }
 
@@ -60,7 +60,7 @@ impl KnownPartitions {
     }
 
     /// Forgets what was seen (after partitions were dropped).
-    pub fn forget(&self) {
+    pub(crate) fn forget(&self) {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
@@ -93,8 +93,8 @@ pub async fn ensure_ahead(db: impl PgExecutor<'_>, now: DateTime<Utc>) -> sqlx::
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
     pub name: String,
-    pub first_instant: DateTime<Utc>,
-    pub end_instant: DateTime<Utc>,
+    pub(crate) first_instant: DateTime<Utc>,
+    pub(crate) end_instant: DateTime<Utc>,
 }
 
 /// The attached partitions, oldest first.
@@ -111,7 +111,7 @@ pub async fn list(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Partition>> {
 /// Tables a retention run detached but did not drop (it was interrupted): their rows are no
 /// longer part of `activities`, but their rollups may still be. Also finishes detaching any
 /// partition an interrupted `detach ... concurrently` left pending.
-pub async fn detached_leftovers(conn: &mut PgConnection) -> sqlx::Result<Vec<Partition>> {
+pub(crate) async fn detached_leftovers(conn: &mut PgConnection) -> sqlx::Result<Vec<Partition>> {
     let pending = sqlx::query_scalar!(
         r#"select c.relname::text as "name!" from pg_inherits i join pg_class c on c.oid = i.inhrelid
          where i.inhparent = 'activities'::regclass and i.inhdetachpending"#,
@@ -144,7 +144,7 @@ pub async fn detached_leftovers(conn: &mut PgConnection) -> sqlx::Result<Vec<Par
 /// Detaches a partition without blocking readers or writers: Postgres waits for every query
 /// that may still use it to finish (a long export included), then takes it out. Cannot run in
 /// a transaction.
-pub async fn detach(conn: &mut PgConnection, p: &Partition) -> sqlx::Result<()> {
+pub(crate) async fn detach(conn: &mut PgConnection, p: &Partition) -> sqlx::Result<()> {
     on_table(
         conn,
         "alter table activities detach partition {table} concurrently",
@@ -154,7 +154,7 @@ pub async fn detach(conn: &mut PgConnection, p: &Partition) -> sqlx::Result<()> 
 }
 
 /// Drops a detached partition's table.
-pub async fn drop_detached(conn: &mut PgConnection, p: &Partition) -> sqlx::Result<()> {
+pub(crate) async fn drop_detached(conn: &mut PgConnection, p: &Partition) -> sqlx::Result<()> {
     on_table(conn, "drop table if exists {table}", &p.name).await
 }
 

@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgExecutor};
 use crate::domain::Touch;
 
 /// Records, in the write's own transaction, that the cache must still hear of `touches`.
-pub async fn insert_pending(tx: &mut PgConnection, touches: &[Touch]) -> sqlx::Result<i64> {
+pub(crate) async fn insert_pending(tx: &mut PgConnection, touches: &[Touch]) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         "insert into cache_pending (touches) values ($1) returning id",
         Json(touches) as _,
@@ -18,7 +18,7 @@ pub async fn insert_pending(tx: &mut PgConnection, touches: &[Touch]) -> sqlx::R
 }
 
 /// Forgets updates the cache has applied.
-pub async fn delete_pending(db: impl PgExecutor<'_>, ids: &[i64]) -> sqlx::Result<u64> {
+pub(crate) async fn delete_pending(db: impl PgExecutor<'_>, ids: &[i64]) -> sqlx::Result<u64> {
     sqlx::query!("delete from cache_pending where id = any($1)", ids)
         .execute(db)
         .await
@@ -26,7 +26,7 @@ pub async fn delete_pending(db: impl PgExecutor<'_>, ids: &[i64]) -> sqlx::Resul
 }
 
 /// Updates older than `age`, oldest first: their writer should long have applied them.
-pub async fn list_orphaned(
+pub(crate) async fn list_orphaned(
     db: impl PgExecutor<'_>,
     age: Duration,
     limit: i64,

@@ -9,17 +9,17 @@ use crate::db::partitions::midnight;
 use crate::domain::Touch;
 
 /// What forgetting the rollups of a range of days removed.
-pub struct Forgotten {
+pub(crate) struct Forgotten {
     /// Activities the rollups counted in the range (the partition's rows).
-    pub events: i64,
+    pub(crate) events: i64,
     /// Every cached answer the range was part of: one touch per action and day (global
     /// statistics), one per user and action (profiles).
-    pub touches: Vec<Touch>,
+    pub(crate) touches: Vec<Touch>,
 }
 
 /// Deletes the rollup rows of the UTC days `[first, end)` and says what they covered. Runs in
 /// the transaction that drops the partition, so rows and rollups go together.
-pub async fn forget_rollups(
+pub(crate) async fn forget_rollups(
     tx: &mut PgConnection,
     first: NaiveDate,
     end: NaiveDate,

@@ -11,19 +11,19 @@ use super::Action;
 use super::FieldError;
 
 /// Largest serialized `properties` object.
-pub const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
 /// How far in the future `occurred_at` may lie (clock skew between clients and us).
-pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
+pub(crate) const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
 /// Largest `value` either way: any amount of money, in any currency's smallest unit, fits, and
 /// a sum of them stays far from where a double loses whole units or overflows.
-pub const MAX_ABS_VALUE: f64 = 1e12;
+pub(crate) const MAX_ABS_VALUE: f64 = 1e12;
 /// Longest `duration_ms`: 30 days. Durations are summed for averages; bounded, a sum over
 /// billions of activities stays an exact integer in a double.
-pub const MAX_DURATION_MS: i64 = 30 * 24 * 3600 * 1000;
+pub(crate) const MAX_DURATION_MS: i64 = 30 * 24 * 3600 * 1000;
 /// Largest decimal exponent of a number inside `properties`. Numbers are kept exactly as
 /// written (not rounded to doubles); Postgres stores them as `numeric`, which refuses beyond
 /// about 1e131072, so the rule stops far below that.
-pub const MAX_PROPERTY_EXPONENT: i64 = 1000;
+pub(crate) const MAX_PROPERTY_EXPONENT: i64 = 1000;
 
 const WRITABLE: [&str; 6] = [
     "user_id",
@@ -39,8 +39,8 @@ const WRITABLE: [&str; 6] = [
 /// would be dropped at once, or land in a month that is already gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteWindow {
-    pub now: DateTime<Utc>,
-    pub retention_days: Option<u32>,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) retention_days: Option<u32>,
 }
 
 impl WriteWindow {
@@ -53,7 +53,7 @@ impl WriteWindow {
     }
 
     /// The oldest instant a write may carry, if there is one.
-    pub fn oldest(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn oldest(&self) -> Option<DateTime<Utc>> {
         self.retention_days
             .map(|days| self.now - Duration::days(i64::from(days)))
     }
@@ -62,39 +62,39 @@ impl WriteWindow {
 /// A stored activity, as every endpoint returns it.
 #[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Activity {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub action: String,
-    pub occurred_at: DateTime<Utc>,
-    pub duration_ms: Option<i64>,
-    pub value: Option<f64>,
+    pub(crate) id: Uuid,
+    pub(crate) user_id: Uuid,
+    pub(crate) action: String,
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) value: Option<f64>,
     #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
-    pub properties: Option<Value>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub(crate) properties: Option<Value>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 /// A valid activity to insert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewActivity {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub action: Action,
+    pub(crate) id: Uuid,
+    pub(crate) user_id: Uuid,
+    pub(crate) action: Action,
     pub occurred_at: DateTime<Utc>,
-    pub duration_ms: Option<i64>,
-    pub value: Option<f64>,
-    pub properties: Option<Value>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) value: Option<f64>,
+    pub(crate) properties: Option<Value>,
 }
 
 /// A valid partial update: `None` leaves a field alone, `Some(None)` clears an optional one.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ActivityPatch {
-    pub user_id: Option<Uuid>,
-    pub action: Option<Action>,
-    pub occurred_at: Option<DateTime<Utc>>,
-    pub duration_ms: Option<Option<i64>>,
-    pub value: Option<Option<f64>>,
-    pub properties: Option<Option<Value>>,
+    pub(crate) user_id: Option<Uuid>,
+    pub(crate) action: Option<Action>,
+    pub(crate) occurred_at: Option<DateTime<Utc>>,
+    pub(crate) duration_ms: Option<Option<i64>>,
+    pub(crate) value: Option<Option<f64>>,
+    pub(crate) properties: Option<Option<Value>>,
 }
 
 /// Reads one field of a JSON object, recording what is wrong with it under `prefix + name`.
@@ -350,7 +350,7 @@ impl NewActivity {
 }
 
 impl ActivityPatch {
-    pub fn parse(value: &Value, window: WriteWindow) -> Result<Self, Vec<FieldError>> {
+    pub(crate) fn parse(value: &Value, window: WriteWindow) -> Result<Self, Vec<FieldError>> {
         let mut f = Fields::new(value, "", window)?;
         let patch = Self {
             user_id: f.user_id(),
@@ -364,7 +364,7 @@ impl ActivityPatch {
     }
 
     /// The row as it will be once this patch is applied.
-    pub fn apply(&self, row: &Activity) -> Activity {
+    pub(crate) fn apply(&self, row: &Activity) -> Activity {
         Activity {
             user_id: self.user_id.unwrap_or(row.user_id),
             action: self

@@ -11,21 +11,21 @@ use chrono::{DateTime, Utc};
 /// The query string of `GET /api/v1/activities/export`, as sent.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ExportParams {
+pub(crate) struct ExportParams {
     /// Only this user's activities
-    pub user_id: Option<String>,
+    pub(crate) user_id: Option<String>,
     /// Only this action
-    pub action: Option<String>,
+    pub(crate) action: Option<String>,
     /// Earliest occurred_at (RFC 3339 or YYYY-MM-DD), inclusive
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Latest occurred_at, exclusive
-    pub to: Option<String>,
+    pub(crate) to: Option<String>,
     /// `ndjson` (default) or `csv`
-    pub format: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportFormat {
+pub(crate) enum ExportFormat {
     /// One JSON object per line, as `GET /api/v1/activities/{id}` shows it.
     Ndjson,
     /// RFC 4180, with a header row; `properties` is JSON text in one column.
@@ -33,16 +33,16 @@ pub enum ExportFormat {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExportQuery {
-    pub user_id: Option<Uuid>,
-    pub action: Option<Action>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-    pub format: ExportFormat,
+pub(crate) struct ExportQuery {
+    pub(crate) user_id: Option<Uuid>,
+    pub(crate) action: Option<Action>,
+    pub(crate) from: Option<DateTime<Utc>>,
+    pub(crate) to: Option<DateTime<Utc>>,
+    pub(crate) format: ExportFormat,
 }
 
 impl ExportQuery {
-    pub fn parse(p: &ExportParams) -> Result<Self, Vec<FieldError>> {
+    pub(crate) fn parse(p: &ExportParams) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let Filters {
             user_id,

@@ -12,14 +12,14 @@ use uuid::Uuid;
 /// transaction below `xmin` had ended, none from `xmax` on had, and `xip` were running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    pub xmin: u64,
-    pub xmax: u64,
-    pub xip: Vec<u64>,
+    pub(crate) xmin: u64,
+    pub(crate) xmax: u64,
+    pub(crate) xip: Vec<u64>,
 }
 
 impl Snapshot {
     /// Parses `pg_snapshot` text: `xmin:xmax:xip,xip,...`.
-    pub fn parse(raw: &str) -> Option<Self> {
+    pub(crate) fn parse(raw: &str) -> Option<Self> {
         let mut parts = raw.splitn(3, ':');
         let xmin = parts.next()?.parse().ok()?;
         let xmax = parts.next()?.parse().ok()?;
@@ -36,7 +36,7 @@ impl Snapshot {
 
     /// Did a query with this snapshot see the (committed) transaction `xid`?
     /// The same rule as Postgres' `pg_visible_in_snapshot`.
-    pub fn sees(&self, xid: u64) -> bool {
+    pub(crate) fn sees(&self, xid: u64) -> bool {
         xid < self.xmin || (xid < self.xmax && !self.xip.contains(&xid))
     }
 }
@@ -47,25 +47,25 @@ impl Snapshot {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Neighbours {
     /// Latest other activity at or before the new one, any action.
-    pub prev_any: Option<DateTime<Utc>>,
+    pub(crate) prev_any: Option<DateTime<Utc>>,
     /// Earliest other activity at or after the new one, any action.
-    pub next_any: Option<DateTime<Utc>>,
+    pub(crate) next_any: Option<DateTime<Utc>>,
     /// The same, for activities of the new one's action only.
-    pub prev_same: Option<DateTime<Utc>>,
-    pub next_same: Option<DateTime<Utc>>,
+    pub(crate) prev_same: Option<DateTime<Utc>>,
+    pub(crate) next_same: Option<DateTime<Utc>>,
 }
 
 /// What one write did to one activity: its values before or after it. Enough to find every
 /// cached answer the write can change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Touch {
-    pub user_id: Uuid,
-    pub action: String,
-    pub occurred_at: DateTime<Utc>,
+    pub(crate) user_id: Uuid,
+    pub(crate) action: String,
+    pub(crate) occurred_at: DateTime<Utc>,
     /// For a write that removed many activities of one user, action and UTC day at once (an
     /// erasure): the touch covers every instant from `occurred_at` through this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub through: Option<DateTime<Utc>>,
+    pub(crate) through: Option<DateTime<Utc>>,
 }
 
 impl From<&LiveWrite> for Touch {
@@ -84,15 +84,15 @@ impl From<&LiveWrite> for Touch {
 pub struct LiveWrite {
     /// Position in the cache's write log; 0 until it is logged.
     #[serde(default)]
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The creating transaction (`pg_current_xact_id()`).
-    pub xid: u64,
-    pub user_id: Uuid,
-    pub action: String,
-    pub occurred_at: DateTime<Utc>,
-    pub duration_ms: Option<i64>,
-    pub value: Option<f64>,
-    pub neighbours: Neighbours,
+    pub(crate) xid: u64,
+    pub(crate) user_id: Uuid,
+    pub(crate) action: String,
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) value: Option<f64>,
+    pub(crate) neighbours: Neighbours,
 }
 
 impl LiveWrite {
@@ -100,7 +100,7 @@ impl LiveWrite {
     /// counting only activities of its action when `same_action`? Any other activity of the user
     /// inside the interval is either at or before this one (then `prev` is one of them, or a later
     /// one) or at or after it (then `next` is).
-    pub fn user_already_in(
+    pub(crate) fn user_already_in(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -116,7 +116,12 @@ impl LiveWrite {
 
     /// Does this write fall in `[from, to)` and, when the answer is narrowed to one action, in
     /// that action?
-    pub fn falls_in(&self, from: DateTime<Utc>, to: DateTime<Utc>, action: Option<&str>) -> bool {
+    pub(crate) fn falls_in(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        action: Option<&str>,
+    ) -> bool {
         from <= self.occurred_at && self.occurred_at < to && action.is_none_or(|a| a == self.action)
     }
 }

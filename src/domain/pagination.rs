@@ -13,18 +13,18 @@ use uuid::Uuid;
 use super::FieldError;
 use super::{Action, parse_instant};
 
-pub const DEFAULT_PAGE_SIZE: i64 = 100;
-pub const MAX_PAGE_SIZE: i64 = 1000;
+pub(crate) const DEFAULT_PAGE_SIZE: i64 = 100;
+pub(crate) const MAX_PAGE_SIZE: i64 = 1000;
 
 /// The position after which the next page starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    pub occurred_at: DateTime<Utc>,
-    pub id: Uuid,
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) id: Uuid,
 }
 
 impl Cursor {
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(format!(
             "{}|{}",
             self.occurred_at.timestamp_micros(),
@@ -32,7 +32,7 @@ impl Cursor {
         ))
     }
 
-    pub fn decode(raw: &str) -> Result<Self, String> {
+    pub(crate) fn decode(raw: &str) -> Result<Self, String> {
         let invalid = || "is not a cursor this service issued".to_owned();
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
@@ -47,33 +47,33 @@ impl Cursor {
 
 /// The raw query string of `GET /api/v1/activities`.
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct ListActivitiesParams {
-    pub user_id: Option<String>,
-    pub action: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
+pub(crate) struct ListActivitiesParams {
+    pub(crate) user_id: Option<String>,
+    pub(crate) action: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+    pub(crate) limit: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// A validated listing request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListActivitiesQuery {
-    pub user_id: Option<Uuid>,
-    pub action: Option<Action>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-    pub limit: i64,
-    pub after: Option<Cursor>,
+    pub(crate) user_id: Option<Uuid>,
+    pub(crate) action: Option<Action>,
+    pub(crate) from: Option<DateTime<Utc>>,
+    pub(crate) to: Option<DateTime<Utc>>,
+    pub(crate) limit: i64,
+    pub(crate) after: Option<Cursor>,
 }
 
 /// The filters the listing and the export share, parsed from their query-string values.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Filters {
-    pub user_id: Option<Uuid>,
-    pub action: Option<Action>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
+    pub(crate) user_id: Option<Uuid>,
+    pub(crate) action: Option<Action>,
+    pub(crate) from: Option<DateTime<Utc>>,
+    pub(crate) to: Option<DateTime<Utc>>,
 }
 
 impl Filters {
@@ -110,7 +110,7 @@ impl Filters {
 }
 
 impl ListActivitiesQuery {
-    pub fn parse(p: &ListActivitiesParams) -> Result<Self, Vec<FieldError>> {
+    pub(crate) fn parse(p: &ListActivitiesParams) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let Filters {
             user_id,
@@ -157,7 +157,7 @@ pub(crate) fn check<T>(
 }
 
 /// Parses an integer in `min..=max`, with a message that states the bounds.
-pub fn parse_bounded(raw: &str, min: i64, max: i64) -> Result<i64, String> {
+pub(crate) fn parse_bounded(raw: &str, min: i64, max: i64) -> Result<i64, String> {
     match raw.parse::<i64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!("must be an integer from {min} to {max}")),

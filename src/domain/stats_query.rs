@@ -18,17 +18,17 @@ pub struct StatsQuery {
 
 /// The raw query string of a statistics request; each endpoint reads the fields it uses.
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct StatsParams {
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub action: Option<String>,
-    pub bucket: Option<String>,
-    pub limit: Option<String>,
-    pub date: Option<String>,
+pub(crate) struct StatsParams {
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+    pub(crate) action: Option<String>,
+    pub(crate) bucket: Option<String>,
+    pub(crate) limit: Option<String>,
+    pub(crate) date: Option<String>,
 }
 
 impl StatsQuery {
-    pub fn parse(p: &StatsParams, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+    pub(crate) fn parse(p: &StatsParams, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
         let range = TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now);
         let action = p.action.as_deref().map(Action::parse).transpose();
         match (range, action) {
@@ -44,7 +44,7 @@ impl StatsQuery {
     }
 
     /// The canonical text of this query, used in cache keys.
-    pub fn canonical(&self) -> String {
+    pub(crate) fn canonical(&self) -> String {
         format!(
             "from={}&to={}&action={}",
             self.range.from().timestamp_micros(),
@@ -65,7 +65,7 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
         match raw {
             None | Some("day") => Ok(Self::Day),
             Some("hour") => Ok(Self::Hour),
@@ -79,7 +79,7 @@ impl Bucket {
     }
 
     /// The unit name Postgres' `date_trunc` and `interval` understand.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Hour => "hour",
             Self::Day => "day",
@@ -94,7 +94,7 @@ impl Bucket {
 pub struct TopUsersLimit(pub i64);
 
 impl TopUsersLimit {
-    pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
         raw.map_or(Ok(10), |l| parse_bounded(l, 1, 100))
             .map(Self)
             .map_err(|m| FieldError::new("limit", m))
@@ -106,7 +106,7 @@ impl TopUsersLimit {
 pub struct ActiveUsersDay(pub NaiveDate);
 
 impl ActiveUsersDay {
-    pub fn parse(raw: Option<&str>, now: DateTime<Utc>) -> Result<Self, FieldError> {
+    pub(crate) fn parse(raw: Option<&str>, now: DateTime<Utc>) -> Result<Self, FieldError> {
         match raw {
             None => Ok(Self(now.date_naive())),
             Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
@@ -116,7 +116,7 @@ impl ActiveUsersDay {
     }
 
     /// `[date - (days - 1), date + 1)` at UTC midnights.
-    pub fn window(self, days: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+    pub(crate) fn window(self, days: i64) -> (DateTime<Utc>, DateTime<Utc>) {
         let end = (self.0 + Duration::days(1))
             .and_time(NaiveTime::MIN)
             .and_utc();
@@ -124,13 +124,13 @@ impl ActiveUsersDay {
     }
 
     /// The 30-day window, the widest one counted, as a range for cache invalidation.
-    pub fn month_range(self) -> TimeRange {
+    pub(crate) fn month_range(self) -> TimeRange {
         let (from, to) = self.window(30);
         TimeRange::new(from, to).unwrap_or_else(|_| unreachable!("a 30-day window is always valid"))
     }
 }
 
 /// Parses a `user_id` from the path of `/stats/users/{user_id}`.
-pub fn parse_user_id(raw: &str) -> Result<Uuid, FieldError> {
+pub(crate) fn parse_user_id(raw: &str) -> Result<Uuid, FieldError> {
     Uuid::parse_str(raw).map_err(|_| FieldError::new("user_id", "must be a UUID"))
 }

@@ -5,9 +5,9 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Timelike, Utc};
 use super::FieldError;
 
 /// Longest range a statistics request may ask for.
-pub const MAX_RANGE_DAYS: i64 = 366;
+pub(crate) const MAX_RANGE_DAYS: i64 = 366;
 /// Range used when a request names neither end.
-pub const DEFAULT_RANGE_DAYS: i64 = 30;
+pub(crate) const DEFAULT_RANGE_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeRange {
@@ -26,7 +26,7 @@ pub fn parse_instant(raw: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// The next UTC midnight after `now` (now itself when it is exactly midnight... never: always after).
-pub fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
     (now.date_naive() + Duration::days(1))
         .and_time(NaiveTime::MIN)
         .and_utc()
@@ -38,13 +38,13 @@ pub fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
 /// `whole_from = whole_to = to` and the first edge is the whole range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DaySplit {
-    pub whole_from: DateTime<Utc>,
-    pub whole_to: DateTime<Utc>,
+    pub(crate) whole_from: DateTime<Utc>,
+    pub(crate) whole_to: DateTime<Utc>,
 }
 
 impl DaySplit {
     /// The whole days as dates, `[first, end)`; empty when there are none.
-    pub fn days(&self) -> (NaiveDate, NaiveDate) {
+    pub(crate) fn days(&self) -> (NaiveDate, NaiveDate) {
         (self.whole_from.date_naive(), self.whole_to.date_naive())
     }
 }
@@ -73,11 +73,11 @@ fn at_or_after(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pieces {
     /// Whole days, `[first, end)`.
-    pub days: (NaiveDate, NaiveDate),
+    pub(crate) days: (NaiveDate, NaiveDate),
     /// Spans of whole hours outside the whole days, `[from, to)`.
-    pub hours: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    pub(crate) hours: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     /// Spans shorter than an hour, read from the events.
-    pub raw: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    pub(crate) raw: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl Pieces {
@@ -104,7 +104,7 @@ impl Pieces {
 
     /// The hours of `hours` per UTC day, as the `bit(24)` masks of the per-user day rollups
     /// (bit h, counted from the left, is hour h), in date order.
-    pub fn hour_masks(&self) -> Vec<(NaiveDate, String)> {
+    pub(crate) fn hour_masks(&self) -> Vec<(NaiveDate, String)> {
         let mut masks: Vec<(NaiveDate, String)> = Vec::new();
         for &(from, to) in &self.hours {
             let mut hour = from;
@@ -124,7 +124,7 @@ impl Pieces {
     }
 
     /// Starts and ends of `spans` as two arrays, the way the queries take them.
-    pub fn unzip(
+    pub(crate) fn unzip(
         spans: &[(DateTime<Utc>, DateTime<Utc>)],
     ) -> (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) {
         spans.iter().copied().unzip()
@@ -134,7 +134,7 @@ impl Pieces {
 impl TimeRange {
     /// Builds a range from optional `from`/`to` parameters with the contract's defaults:
     /// `to` = the next UTC midnight, `from` = `to` minus 30 days.
-    pub fn parse(
+    pub(crate) fn parse(
         from: Option<&str>,
         to: Option<&str>,
         now: DateTime<Utc>,
@@ -167,16 +167,16 @@ impl TimeRange {
         Ok(Self { from, to })
     }
 
-    pub fn from(&self) -> DateTime<Utc> {
+    pub(crate) fn from(&self) -> DateTime<Utc> {
         self.from
     }
 
-    pub fn to(&self) -> DateTime<Utc> {
+    pub(crate) fn to(&self) -> DateTime<Utc> {
         self.to
     }
 
     /// The range cut at UTC midnights: the whole days inside it and the partial days at its ends.
-    pub fn split_days(&self) -> DaySplit {
+    pub(crate) fn split_days(&self) -> DaySplit {
         let first = at_or_after(self.from, start_of_day, Duration::days(1));
         let end = start_of_day(self.to);
         if first >= end {
@@ -193,7 +193,7 @@ impl TimeRange {
     }
 
     /// The range cut for the rollups: whole days, whole hours around them, the rest.
-    pub fn pieces(&self) -> Pieces {
+    pub(crate) fn pieces(&self) -> Pieces {
         let split = self.split_days();
         let mut pieces = Pieces {
             days: split.days(),
@@ -206,7 +206,7 @@ impl TimeRange {
     }
 
     /// The range cut for hour buckets: whole hours, and the partial hours at either end.
-    pub fn hour_pieces(&self) -> Pieces {
+    pub(crate) fn hour_pieces(&self) -> Pieces {
         let day = self.to.date_naive();
         let mut pieces = Pieces {
             days: (day, day),
@@ -218,7 +218,7 @@ impl TimeRange {
     }
 
     /// Every UTC date that overlaps the range.
-    pub fn days(&self) -> impl Iterator<Item = NaiveDate> {
+    pub(crate) fn days(&self) -> impl Iterator<Item = NaiveDate> {
         let first = self.from.date_naive();
         let last = (self.to - Duration::microseconds(1)).date_naive();
         first.iter_days().take_while(move |d| *d <= last)

@@ -21,9 +21,9 @@ use crate::domain::{
 use crate::error::{ApiError, ApiResult, FieldError, to_json};
 use crate::state::AppState;
 
-pub const MAX_BATCH: usize = 5000;
+pub(crate) const MAX_BATCH: usize = 5000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/activities")
             .route(web::post().to(create_activity))
@@ -73,7 +73,7 @@ fn not_found(id: Uuid) -> ApiError {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response instead of storing twice (kept 24 hours)")),
     request_body(content = CreateActivity, content_type = "application/json"),
     responses((status = 201, description = "Stored", body = Activity, headers(("Location" = String))), BadBody, Guarded, Forbidden))]
-pub async fn create_activity(
+pub(crate) async fn create_activity(
     auth: Authorized<WriteRole>,
     req: HttpRequest,
     payload: web::Payload,
@@ -122,9 +122,9 @@ fn location(a: &Activity) -> String {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct BatchCreated {
-    pub inserted: u64,
-    pub ids: Vec<Uuid>,
+pub(crate) struct BatchCreated {
+    pub(crate) inserted: u64,
+    pub(crate) ids: Vec<Uuid>,
 }
 
 /// Parses every item, naming each broken rule by its index (`activities[17].action`).
@@ -170,7 +170,7 @@ fn parse_batch(body: &Value, window: WriteWindow) -> ApiResult<Vec<NewActivity>>
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response instead of storing twice (kept 24 hours)")),
     request_body(content = CreateActivities, content_type = "application/json"),
     responses((status = 201, description = "All stored", body = BatchCreated), BadBody, Guarded, Forbidden))]
-pub async fn create_activities(
+pub(crate) async fn create_activities(
     auth: Authorized<WriteRole>,
     req: HttpRequest,
     payload: web::Payload,
@@ -221,9 +221,9 @@ pub async fn create_activities(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Page {
-    pub items: Vec<Activity>,
-    pub next_cursor: Option<String>,
+pub(crate) struct Page {
+    pub(crate) items: Vec<Activity>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/activities", tag = "activities", security(("bearer" = [])),
@@ -235,7 +235,7 @@ pub struct Page {
         ("limit" = Option<i64>, Query, description = "1 to 1000, default 100", minimum = 1, maximum = 1000),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
     responses((status = 200, description = "A page, newest first", body = Page), BadQuery, Guarded))]
-pub async fn list_activities(
+pub(crate) async fn list_activities(
     _: Authorized<ReadRole>,
     params: web::Query<ListActivitiesParams>,
     state: web::Data<AppState>,
@@ -260,7 +260,7 @@ pub async fn list_activities(
 #[utoipa::path(get, path = "/api/v1/activities/{id}", tag = "activities", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Activity id")),
     responses((status = 200, description = "The activity", body = Activity), Guarded, UnknownId))]
-pub async fn get_activity(
+pub(crate) async fn get_activity(
     _: Authorized<ReadRole>,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -276,7 +276,7 @@ pub async fn get_activity(
     params(("id" = Uuid, Path, description = "Activity id")),
     request_body(content = PatchActivity, content_type = "application/json"),
     responses((status = 200, description = "The updated activity", body = Activity), BadBody, Guarded, Forbidden, UnknownId))]
-pub async fn patch_activity(
+pub(crate) async fn patch_activity(
     _: Authorized<WriteRole>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -316,7 +316,7 @@ pub async fn patch_activity(
 #[utoipa::path(delete, path = "/api/v1/activities/{id}", tag = "activities", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Activity id")),
     responses((status = 204, description = "Deleted"), Guarded, Forbidden, UnknownId))]
-pub async fn delete_activity(
+pub(crate) async fn delete_activity(
     _: Authorized<WriteRole>,
     path: web::Path<String>,
     state: web::Data<AppState>,

@@ -10,11 +10,11 @@ use serde_json::Value;
 use crate::error::{ApiError, ApiResult};
 
 /// Body limit for one activity: 16 KiB of properties plus generous room for the rest.
-pub const SINGLE_LIMIT: usize = 64 * 1024;
+pub(crate) const SINGLE_LIMIT: usize = 64 * 1024;
 /// Body limit for a batch of up to 5000 activities.
-pub const BATCH_LIMIT: usize = 16 * 1024 * 1024;
+pub(crate) const BATCH_LIMIT: usize = 16 * 1024 * 1024;
 
-pub async fn read_json(
+pub(crate) async fn read_json(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

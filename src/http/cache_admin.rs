@@ -11,7 +11,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::statistics;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/cache").route(web::delete().to(clear_cache)))
         .service(web::resource("/cache/stats").route(web::get().to(cache_stats)))
         .service(web::resource("/cache/prewarm").route(web::post().to(prewarm_cache)));
@@ -19,13 +19,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[utoipa::path(get, path = "/api/v1/cache/stats", tag = "cache", security(("bearer" = [])),
     responses((status = 200, description = "Counters since this instance started", body = CacheStats), Guarded))]
-pub async fn cache_stats(_: Authorized<ReadRole>, state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn cache_stats(
+    _: Authorized<ReadRole>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     HttpResponse::Ok().json(state.cache.stats())
 }
 
 #[utoipa::path(delete, path = "/api/v1/cache", tag = "cache", security(("bearer" = [])),
     responses((status = 204, description = "Every entry under CACHE_PREFIX dropped"), (status = 500, description = "The cache could not be cleared", body = Problem, content_type = "application/problem+json"), Guarded, Forbidden))]
-pub async fn clear_cache(
+pub(crate) async fn clear_cache(
     _: Authorized<AdminRole>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
@@ -40,7 +43,10 @@ pub async fn clear_cache(
 /// Starts the prewarm in the background and answers at once.
 #[utoipa::path(post, path = "/api/v1/cache/prewarm", tag = "cache", security(("bearer" = [])),
     responses((status = 202, description = "Prewarm started in the background", body = serde_json::Value), Guarded, Forbidden))]
-pub async fn prewarm_cache(_: Authorized<AdminRole>, state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn prewarm_cache(
+    _: Authorized<AdminRole>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let state = state.into_inner();
     tokio::spawn(async move {
         match statistics::prewarm(&state, Utc::now()).await {

@@ -14,7 +14,7 @@ use crate::domain::{Activity, ExportFormat, ExportParams, ExportQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/activities/export").route(web::get().to(export_activities)));
 }
 
@@ -26,7 +26,7 @@ const CSV_HEADER: &str =
     params(ExportParams),
     responses((status = 200, description = "Every matching activity in (occurred_at, id) order: one JSON object per line (ndjson), or RFC 4180 CSV with a header row and properties as JSON text",
             content((String = "application/x-ndjson"), (String = "text/csv"))), BadQuery, Guarded))]
-pub async fn export_activities(
+pub(crate) async fn export_activities(
     _: Authorized<ReadRole>,
     params: web::Query<ExportParams>,
     state: web::Data<AppState>,

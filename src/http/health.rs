@@ -12,7 +12,7 @@ use crate::state::AppState;
 /// The database check in `/readyz` gives up after this, so a probe never hangs.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics));
@@ -20,13 +20,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process runs", body = serde_json::Value)))]
-pub async fn healthz() -> HttpResponse {
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "Database unreachable", body = Readiness)))]
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (database, cache) = tokio::join!(
         tokio::time::timeout(READINESS_TIMEOUT, db::ping(&state.pool)),
         state.cache.health()
@@ -45,7 +45,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let cache = CacheGauges {
         pending_invalidations: state.cache.pending_invalidations(),
         redis_memory: state.cache.redis_memory().await,
@@ -57,9 +57,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// The body of `/readyz`.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     /// `ok` or `unavailable`
-    pub database: String,
+    pub(crate) database: String,
     /// `ok`, `degraded` (Redis failing: answers come from Postgres) or `memory` (in-process cache)
-    pub cache: String,
+    pub(crate) cache: String,
 }

@@ -13,7 +13,7 @@ use crate::error::{ApiError, ApiResult};
 const HEADER: &str = "Idempotency-Key";
 
 /// The request's key, if it sent one: 1 to 255 visible ASCII characters.
-pub fn key_of(req: &HttpRequest) -> ApiResult<Option<String>> {
+pub(crate) fn key_of(req: &HttpRequest) -> ApiResult<Option<String>> {
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(None);
     };
@@ -31,13 +31,13 @@ pub fn key_of(req: &HttpRequest) -> ApiResult<Option<String>> {
 }
 
 /// A key claimed for this request; the work happens in its transaction.
-pub struct Claim {
+pub(crate) struct Claim {
     tx: Transaction<'static, Postgres>,
     principal: [u8; 32],
     key: String,
 }
 
-pub enum Idempotent {
+pub(crate) enum Idempotent {
     /// Do the work (inside the claim's transaction when there is one).
     Proceed(Option<Claim>),
     /// The answer to an earlier request with this key and body.
@@ -45,12 +45,12 @@ pub enum Idempotent {
 }
 
 impl Claim {
-    pub fn connection(&mut self) -> &mut PgConnection {
+    pub(crate) fn connection(&mut self) -> &mut PgConnection {
         &mut self.tx
     }
 
     /// Stores the response with the key and commits the work.
-    pub async fn finish(
+    pub(crate) async fn finish(
         mut self,
         status: StatusCode,
         body: &[u8],
@@ -71,7 +71,7 @@ impl Claim {
 }
 
 /// Claims the key, or finds the response already stored for it.
-pub async fn begin(
+pub(crate) async fn begin(
     pool: &PgPool,
     principal: [u8; 32],
     key: Option<String>,

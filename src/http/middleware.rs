@@ -18,7 +18,7 @@ use crate::state::AppState;
 
 /// Counts and times each request under its route pattern (`/api/v1/activities/{id}`), never
 /// the raw path, so the label set stays bounded whatever clients send.
-pub async fn record_metrics(
+pub(crate) async fn record_metrics(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
@@ -51,7 +51,7 @@ pub async fn record_metrics(
 }
 
 /// Puts the id tracing-actix-web gave the request (and wrote in its log lines) on the response.
-pub async fn request_id_header(
+pub(crate) async fn request_id_header(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
@@ -80,7 +80,7 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("x-frame-options", "DENY"),
 ];
 
-pub async fn security_headers(
+pub(crate) async fn security_headers(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
@@ -98,7 +98,7 @@ pub async fn security_headers(
 /// Answers `HEAD` wherever `GET` is served (RFC 9110): load balancers and uptime checkers use
 /// it. The request is routed as a `GET`; actix-web's HTTP/1 encoder, which saw the `HEAD`, sends
 /// the headers (with the length the body would have) and no body.
-pub async fn head_as_get(
+pub(crate) async fn head_as_get(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
@@ -110,7 +110,7 @@ pub async fn head_as_get(
 
 /// Rewrites an error response that is not problem+json yet into one, keeping its status and
 /// headers (`Allow`, `WWW-Authenticate` ...).
-pub fn problem_for_other_errors<B: MessageBody + 'static>(
+pub(crate) fn problem_for_other_errors<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let is_problem = res

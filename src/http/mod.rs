@@ -2,26 +2,26 @@
 //! routes, plus the middleware every response goes through. Handlers parse into `domain`,
 //! call `statistics` or `db`, and turn the answer into JSON; they never write SQL.
 
-pub mod activities;
-pub mod body;
-pub mod cache_admin;
-pub mod dashboard;
-pub mod export;
-pub mod health;
-pub mod idempotency;
-pub mod middleware;
-pub mod openapi;
-pub mod rate_limit;
+pub(crate) mod activities;
+pub(crate) mod body;
+pub(crate) mod cache_admin;
+pub(crate) mod dashboard;
+pub(crate) mod export;
+pub(crate) mod health;
+pub(crate) mod idempotency;
+pub(crate) mod middleware;
+pub(crate) mod openapi;
+pub(crate) mod rate_limit;
 mod responses;
-pub mod stats;
-pub mod users;
+pub(crate) mod stats;
+pub(crate) mod users;
 
 use actix_web::web;
 
 use crate::error::ApiError;
 
 /// Registers every route of the service.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::QueryConfig::default()
             .error_handler(|err, _| ApiError::BadRequest(err.to_string()).into()),

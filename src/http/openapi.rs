@@ -15,7 +15,7 @@ use super::{activities, cache_admin, export, health, stats, users};
 #[allow(dead_code)]
 #[derive(ToSchema, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateActivity {
+pub(crate) struct CreateActivity {
     user_id: uuid::Uuid,
     /// 1 to 64 characters of a-z 0-9 _ . : -
     #[schema(pattern = "^[a-z0-9_.:-]{1,64}$", examples("page_view"))]
@@ -38,7 +38,7 @@ pub struct CreateActivity {
 #[allow(dead_code)]
 #[derive(ToSchema, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PatchActivity {
+pub(crate) struct PatchActivity {
     user_id: Option<uuid::Uuid>,
     #[schema(pattern = "^[a-z0-9_.:-]{1,64}$")]
     action: Option<String>,
@@ -55,7 +55,7 @@ pub struct PatchActivity {
 #[allow(dead_code)]
 #[derive(ToSchema, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateActivities {
+pub(crate) struct CreateActivities {
     #[schema(min_items = 1, max_items = 5000)]
     activities: Vec<CreateActivity>,
 }
@@ -94,9 +94,9 @@ impl Modify for BearerAuth {
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     let document = ApiDoc::openapi();
     let json = document.to_json().unwrap_or_else(|_| "{}".into());
     cfg.route(

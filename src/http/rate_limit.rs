@@ -24,7 +24,7 @@ fn client_of(req: &ServiceRequest) -> Client {
     }
 }
 
-pub async fn limit_rate(
+pub(crate) async fn limit_rate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {

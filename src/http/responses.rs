@@ -10,7 +10,7 @@ use crate::error::Problem;
 /// What any route behind a token may answer, whatever it does.
 #[allow(dead_code)]
 #[derive(IntoResponses)]
-pub enum Guarded {
+pub(crate) enum Guarded {
     #[response(
         status = 401,
         description = "Missing or unknown token",
@@ -34,7 +34,7 @@ pub enum Guarded {
 /// A query string that cannot be read, or a parameter that breaks a rule.
 #[allow(dead_code)]
 #[derive(IntoResponses)]
-pub enum BadQuery {
+pub(crate) enum BadQuery {
     #[response(
         status = 400,
         description = "Malformed query string (a parameter given twice)",
@@ -52,7 +52,7 @@ pub enum BadQuery {
 /// A JSON body that cannot be read, is too large, or has a field that breaks a rule.
 #[allow(dead_code)]
 #[derive(IntoResponses)]
-pub enum BadBody {
+pub(crate) enum BadBody {
     #[response(
         status = 400,
         description = "Malformed JSON or wrong content type",
@@ -81,7 +81,7 @@ pub enum BadBody {
     description = "Role too low",
     content_type = "application/problem+json"
 )]
-pub struct Forbidden(Problem<'static>);
+pub(crate) struct Forbidden(Problem<'static>);
 
 /// No activity has the id in the path.
 #[allow(dead_code)]
@@ -91,10 +91,10 @@ pub struct Forbidden(Problem<'static>);
     description = "Unknown id",
     content_type = "application/problem+json"
 )]
-pub struct UnknownId(Problem<'static>);
+pub(crate) struct UnknownId(Problem<'static>);
 
 /// The client's `If-None-Match` names the current answer.
 #[allow(dead_code)]
 #[derive(IntoResponses)]
 #[response(status = 304, description = "Matches If-None-Match", headers(("X-Cache" = String), ("ETag" = String)))]
-pub struct NotModified;
+pub(crate) struct NotModified;

@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::state::AppState;
 use crate::statistics::{self, Answer};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/stats")
             .route("/summary", web::get().to(summary))
@@ -121,7 +121,7 @@ fn with<T>(q: ApiResult<StatsQuery>, extra: Result<T, FieldError>) -> ApiResult<
 #[utoipa::path(get, path = "/api/v1/stats/summary", tag = "statistics", security(("bearer" = [])),
     params(RangeParams, Revalidation),
     responses((status = 200, description = "Totals over the range", body = Summary, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
-pub async fn summary(
+pub(crate) async fn summary(
     _: Authorized<ReadRole>,
     req: HttpRequest,
     params: web::Query<StatsParams>,
@@ -137,7 +137,7 @@ pub async fn summary(
 #[utoipa::path(get, path = "/api/v1/stats/timeseries", tag = "statistics", security(("bearer" = [])),
     params(RangeParams, ("bucket" = Option<String>, Query, description = "hour, day (default), week or month"), Revalidation),
     responses((status = 200, description = "One point per bucket, empty ones as zeros", body = Timeseries, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
-pub async fn timeseries(
+pub(crate) async fn timeseries(
     _: Authorized<ReadRole>,
     req: HttpRequest,
     params: web::Query<StatsParams>,
@@ -154,7 +154,7 @@ pub async fn timeseries(
     params(("date" = Option<String>, Query, description = "YYYY-MM-DD, default today (UTC)"),
         ("action" = Option<String>, Query, description = "Only this action"), Revalidation),
     responses((status = 200, description = "DAU, WAU, MAU and stickiness", body = ActiveUsers, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
-pub async fn active_users(
+pub(crate) async fn active_users(
     _: Authorized<ReadRole>,
     req: HttpRequest,
     params: web::Query<StatsParams>,
@@ -184,7 +184,7 @@ pub async fn active_users(
 #[utoipa::path(get, path = "/api/v1/stats/top-users", tag = "statistics", security(("bearer" = [])),
     params(RangeParams, ("limit" = Option<i64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100), Revalidation),
     responses((status = 200, description = "Most events first", body = TopUsers, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
-pub async fn top_users(
+pub(crate) async fn top_users(
     _: Authorized<ReadRole>,
     req: HttpRequest,
     params: web::Query<StatsParams>,
@@ -203,7 +203,7 @@ pub async fn top_users(
 #[utoipa::path(get, path = "/api/v1/stats/users/{user_id}", tag = "statistics", security(("bearer" = [])),
     params(("user_id" = Uuid, Path), RangeParams, Revalidation),
     responses((status = 200, description = "One user's profile (zeros when inactive)", body = UserStats, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
-pub async fn user_stats(
+pub(crate) async fn user_stats(
     _: Authorized<ReadRole>,
     req: HttpRequest,
     path: web::Path<String>,

@@ -13,14 +13,14 @@ use crate::error::Problem;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/users/{user_id}").route(web::delete().to(erase_user)));
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Erased {
+pub(crate) struct Erased {
     /// Activities removed; 0 when the user had none (a repeat is harmless).
-    pub deleted: u64,
+    pub(crate) deleted: u64,
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
@@ -28,7 +28,7 @@ pub struct Erased {
     responses((status = 200, description = "Every activity of the user removed, with every statistic and cached answer", body = Erased),
         (status = 403, description = "Role too low (admin only)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a user id", body = Problem, content_type = "application/problem+json"), Guarded))]
-pub async fn erase_user(
+pub(crate) async fn erase_user(
     _: Authorized<AdminRole>,
     path: web::Path<String>,
     state: web::Data<AppState>,

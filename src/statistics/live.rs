@@ -25,7 +25,7 @@ use crate::domain::LiveWrite;
 /// How many more users than asked a top-users entry keeps: a create by someone below the list
 /// raises the bound on everyone outside it by one, and the list stays provable (and cached)
 /// while its last shown user is above that bound.
-pub fn top_users_kept(limit: i64) -> i64 {
+pub(crate) fn top_users_kept(limit: i64) -> i64 {
     3 * limit + 30
 }
 
@@ -33,7 +33,7 @@ pub fn top_users_kept(limit: i64) -> i64 {
 /// tagged: serde's internally tagged enums buffer numbers in a way `arbitrary_precision` breaks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LiveState {
+pub(crate) enum LiveState {
     Summary {
         action: Option<String>,
         duration_sum: f64,
@@ -63,7 +63,7 @@ pub enum LiveState {
 
 /// Creates this state cannot absorb exactly: the entry must be recomputed.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Unprovable;
+pub(crate) struct Unprovable;
 
 impl From<serde_json::Error> for Unprovable {
     fn from(_: serde_json::Error) -> Self {
@@ -73,7 +73,7 @@ impl From<serde_json::Error> for Unprovable {
 
 impl LiveState {
     /// A top-users state from the `top_users_kept(limit)` heaviest users of the range.
-    pub fn top_users(answer: TopUsers, action: Option<String>, limit: i64) -> Self {
+    pub(crate) fn top_users(answer: TopUsers, action: Option<String>, limit: i64) -> Self {
         let kept_len = top_users_kept(limit) as usize;
         // A full list may hide users with as many events as its last one; a shorter one is everyone.
         let outside_at_most = if answer.items.len() >= kept_len {
@@ -92,7 +92,7 @@ impl LiveState {
     }
 
     /// The body of a top-users answer: what the state shows.
-    pub fn top_users_body(&self) -> Option<TopUsers> {
+    pub(crate) fn top_users_body(&self) -> Option<TopUsers> {
         match self {
             Self::TopUsers {
                 from,
@@ -110,7 +110,11 @@ impl LiveState {
     }
 
     /// Brings `body` (the answer) and the state up to date with creates they did not include.
-    pub fn apply(&mut self, body: &[u8], writes: &[LiveWrite]) -> Result<Vec<u8>, Unprovable> {
+    pub(crate) fn apply(
+        &mut self,
+        body: &[u8],
+        writes: &[LiveWrite],
+    ) -> Result<Vec<u8>, Unprovable> {
         Ok(match self {
             Self::Summary {
                 action,
@@ -382,7 +386,7 @@ fn count_action(by_action: &mut Vec<ActionCount>, w: &LiveWrite, user_already_co
 }
 
 /// The cache's way into this module: states travel as JSON.
-pub struct Applier;
+pub(crate) struct Applier;
 
 impl LiveApplier for Applier {
     fn apply(&self, body: &[u8], state: &[u8], writes: &[LiveWrite]) -> Option<(Vec<u8>, Vec<u8>)> {

@@ -2,7 +2,7 @@
 //! key and its query. Handlers and the prewarm job both come here, so a prewarmed entry is
 //! exactly the one a request will find.
 
-pub mod live;
+pub(crate) mod live;
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult, to_json};
 use crate::state::AppState;
 use live::LiveState;
 
-pub type Answer = (Arc<Payload>, CacheStatus);
+pub(crate) type Answer = (Arc<Payload>, CacheStatus);
 
 /// What a miss hands the cache: the answer, and the state and snapshot live updates start from.
 fn fresh(snapshot: Snapshot, answer: &impl serde::Serialize, state: LiveState) -> ApiResult<Fresh> {
@@ -31,7 +31,11 @@ fn action_name(action: Option<&Action>) -> Option<String> {
     action.map(|a| a.as_str().to_owned())
 }
 
-pub async fn summary(state: &AppState, q: StatsQuery, freshness: Freshness) -> ApiResult<Answer> {
+pub(crate) async fn summary(
+    state: &AppState,
+    q: StatsQuery,
+    freshness: Freshness,
+) -> ApiResult<Answer> {
     let key = CacheKey::new(
         Endpoint::Summary,
         q.canonical(),
@@ -60,7 +64,7 @@ pub async fn summary(state: &AppState, q: StatsQuery, freshness: Freshness) -> A
         .map_err(unshare)
 }
 
-pub async fn timeseries(
+pub(crate) async fn timeseries(
     state: &AppState,
     q: StatsQuery,
     bucket: Bucket,
@@ -93,7 +97,7 @@ pub async fn timeseries(
         .map_err(unshare)
 }
 
-pub async fn active_users(
+pub(crate) async fn active_users(
     state: &AppState,
     day: ActiveUsersDay,
     action: Option<Action>,
@@ -126,7 +130,7 @@ pub async fn active_users(
         .map_err(unshare)
 }
 
-pub async fn top_users(
+pub(crate) async fn top_users(
     state: &AppState,
     q: StatsQuery,
     limit: TopUsersLimit,
@@ -161,7 +165,7 @@ pub async fn top_users(
         .map_err(unshare)
 }
 
-pub async fn user_stats(
+pub(crate) async fn user_stats(
     state: &AppState,
     user_id: Uuid,
     q: StatsQuery,
@@ -196,7 +200,7 @@ pub async fn user_stats(
 
 /// Computes and caches what the dashboard asks for first: the default summary, daily time
 /// series, active users today and top users. Returns how many answers were computed.
-pub async fn prewarm(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
+pub(crate) async fn prewarm(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
     let defaults = StatsParams::default();
     let q = StatsQuery::parse(&defaults, now).map_err(ApiError::Validation)?;
     let today = ActiveUsersDay::parse(None, now).map_err(|e| ApiError::Validation(vec![e]))?;

@@ -40,75 +40,75 @@ use crate::domain::stats_query::ActiveUsersDay;
 use crate::domain::{Bucket, Pieces, Snapshot, StatsQuery};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
-pub struct ActionCount {
-    pub action: String,
-    pub events: i64,
-    pub unique_users: i64,
+pub(crate) struct ActionCount {
+    pub(crate) action: String,
+    pub(crate) events: i64,
+    pub(crate) unique_users: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Summary {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub events: i64,
-    pub unique_users: i64,
-    pub value_sum: f64,
-    pub avg_duration_ms: Option<f64>,
-    pub by_action: Vec<ActionCount>,
+    pub(crate) from: DateTime<Utc>,
+    pub(crate) to: DateTime<Utc>,
+    pub(crate) events: i64,
+    pub(crate) unique_users: i64,
+    pub(crate) value_sum: f64,
+    pub(crate) avg_duration_ms: Option<f64>,
+    pub(crate) by_action: Vec<ActionCount>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
-pub struct Point {
-    pub start: DateTime<Utc>,
-    pub events: i64,
-    pub unique_users: i64,
-    pub value_sum: f64,
+pub(crate) struct Point {
+    pub(crate) start: DateTime<Utc>,
+    pub(crate) events: i64,
+    pub(crate) unique_users: i64,
+    pub(crate) value_sum: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Timeseries {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
+    pub(crate) from: DateTime<Utc>,
+    pub(crate) to: DateTime<Utc>,
     #[schema(value_type = String, examples("day"))]
-    pub bucket: Bucket,
-    pub points: Vec<Point>,
+    pub(crate) bucket: Bucket,
+    pub(crate) points: Vec<Point>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ActiveUsers {
-    pub date: NaiveDate,
-    pub dau: i64,
-    pub wau: i64,
-    pub mau: i64,
-    pub stickiness: f64,
+    pub(crate) date: NaiveDate,
+    pub(crate) dau: i64,
+    pub(crate) wau: i64,
+    pub(crate) mau: i64,
+    pub(crate) stickiness: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
 pub struct TopUser {
-    pub user_id: Uuid,
-    pub events: i64,
-    pub value_sum: f64,
-    pub last_seen: DateTime<Utc>,
+    pub(crate) user_id: Uuid,
+    pub(crate) events: i64,
+    pub(crate) value_sum: f64,
+    pub(crate) last_seen: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TopUsers {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
+    pub(crate) from: DateTime<Utc>,
+    pub(crate) to: DateTime<Utc>,
     pub items: Vec<TopUser>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UserStats {
-    pub user_id: Uuid,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub events: i64,
-    pub value_sum: f64,
-    pub first_seen: Option<DateTime<Utc>>,
-    pub last_seen: Option<DateTime<Utc>>,
-    pub active_days: i64,
-    pub by_action: Vec<ActionCount>,
+    pub(crate) user_id: Uuid,
+    pub(crate) from: DateTime<Utc>,
+    pub(crate) to: DateTime<Utc>,
+    pub(crate) events: i64,
+    pub(crate) value_sum: f64,
+    pub(crate) first_seen: Option<DateTime<Utc>>,
+    pub(crate) last_seen: Option<DateTime<Utc>>,
+    pub(crate) active_days: i64,
+    pub(crate) by_action: Vec<ActionCount>,
 }
 
 impl ActiveUsers {
@@ -131,7 +131,7 @@ impl ActiveUsers {
 /// Runs `read` in one read-only repeatable-read transaction, so that all its statements see one
 /// snapshot, and returns that snapshot with the result: the cache uses it to tell which creates
 /// the answer already includes (docs/cache.md, "Live ingest").
-pub async fn in_snapshot<T>(
+pub(crate) async fn in_snapshot<T>(
     pool: &PgPool,
     read: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
 ) -> sqlx::Result<(Snapshot, T)> {

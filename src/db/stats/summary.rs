@@ -20,9 +20,9 @@ struct Row {
 /// A summary with the sum and count behind its average duration, which live updates need.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SummaryTotals {
-    pub summary: Summary,
-    pub duration_sum: f64,
-    pub duration_count: i64,
+    pub(crate) summary: Summary,
+    pub(crate) duration_sum: f64,
+    pub(crate) duration_count: i64,
 }
 
 /// The average the summary reports: computed the same way whether the sums come from a query or
