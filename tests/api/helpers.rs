@@ -17,7 +17,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 use uuid::Uuid;
 
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 fn admin_database_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -31,7 +31,7 @@ pub fn postgres_address() -> String {
 }
 
 pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| REDIS_URL.into())
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into())
 }
 
 /// Which cache backend an app uses.
