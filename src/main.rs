@@ -7,30 +7,22 @@ use activity_analytics::cli::{self, Cli};
 use activity_analytics::telemetry;
 
 // Every request allocates (keys, headers, payloads); mimalloc's thread-local free lists make
-// them cheap (bench/results.md has the figures).
+// them cheap (README, "Benchmarks", has the figure).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     // The settings are read from the environment `.env` completes.
     let _ = dotenvy::dotenv();
     let args = Cli::parse_settings();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
+    // Held to the end: dropping it sends the spans still queued for export.
+    let _telemetry = telemetry::init(args.command.settings());
+    match cli::run(args.command).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
-    };
-    runtime.block_on(async {
-        // Held to the end: dropping it sends the spans still queued for export.
-        let _telemetry = telemetry::init(args.command.settings());
-        match cli::run(args.command).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    }
 }

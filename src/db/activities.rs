@@ -110,6 +110,8 @@ pub(crate) async fn insert_activities(
              unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int8[], $6::float8[], $7::jsonb[]) r",
         &ids,
         &users,
+        // The macros expect `&[String]` and non-null elements for these arrays; borrowed strings
+        // and `Option`s encode the same, and the casts in `unnest` name the types.
         &actions as _,
         &times,
         &durations as _,
