@@ -9,6 +9,7 @@ pub(crate) mod live_write;
 pub(crate) mod pagination;
 pub mod stats_query;
 pub mod time_range;
+pub mod zone;
 
 pub use action::Action;
 pub use activity::{Activity, ActivityPatch, NewActivity, WriteWindow};
@@ -18,3 +19,4 @@ pub use live_write::{LiveWrite, Neighbours, Snapshot, Touch};
 pub use pagination::{Cursor, ListActivitiesQuery};
 pub use stats_query::{Bucket, StatsQuery, TopUsersLimit};
 pub use time_range::{DaySplit, Pieces, TimeRange, parse_instant};
+pub use zone::{LocalTime, Zone};

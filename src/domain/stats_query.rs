@@ -2,18 +2,20 @@
 //! the same thing (parameters in another order, a default written out) are equal values and
 //! share one cache entry.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::FieldError;
 use super::pagination::parse_bounded;
-use super::{Action, TimeRange};
+use super::{Action, TimeRange, Zone};
 
-/// The common part of every statistics request: a range and an optional action.
+/// The common part of every statistics request: a range, an optional action, and the zone whose
+/// days, buckets and clocks the answer uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsQuery {
     pub range: TimeRange,
     pub action: Option<Action>,
+    pub zone: Zone,
 }
 
 /// The raw query string of a statistics request; each endpoint reads the fields it uses.
@@ -25,32 +27,53 @@ pub(crate) struct StatsParams {
     pub(crate) bucket: Option<String>,
     pub(crate) limit: Option<String>,
     pub(crate) date: Option<String>,
+    pub(crate) tz: Option<String>,
 }
 
 impl StatsQuery {
     pub(crate) fn parse(p: &StatsParams, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
-        let range = TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now);
-        let action = p.action.as_deref().map(Action::parse).transpose();
+        let mut errors = Vec::new();
+        let zone = Zone::parse(p.tz.as_deref())
+            .map_err(|e| errors.push(e))
+            .unwrap_or_default();
+        let range = TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now, zone)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        let action = p
+            .action
+            .as_deref()
+            .map(Action::parse)
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("action", m)))
+            .ok();
         match (range, action) {
-            (Ok(range), Ok(action)) => Ok(Self { range, action }),
-            (range, action) => {
-                let mut errors = range.err().unwrap_or_default();
-                if let Err(m) = action {
-                    errors.push(FieldError::new("action", m));
-                }
-                Err(errors)
-            }
+            (Some(range), Some(action)) if errors.is_empty() => Ok(Self {
+                range,
+                action,
+                zone,
+            }),
+            _ => Err(errors),
         }
     }
 
     /// The canonical text of this query, used in cache keys.
     pub(crate) fn canonical(&self) -> String {
         format!(
-            "from={}&to={}&action={}",
+            "from={}&to={}&action={}{}",
             self.range.from().timestamp_micros(),
             self.range.to().timestamp_micros(),
-            self.action.as_ref().map_or("", |a| a.as_str())
+            self.action.as_ref().map_or("", |a| a.as_str()),
+            zone_suffix(self.zone)
         )
+    }
+}
+
+/// `&tz=<name>` for a zone other than UTC: UTC entries keep the keys they always had.
+pub(crate) fn zone_suffix(zone: Zone) -> String {
+    if zone.is_utc() {
+        String::new()
+    } else {
+        format!("&tz={}", zone.name())
     }
 }
 
@@ -101,26 +124,35 @@ impl TopUsersLimit {
     }
 }
 
-/// The day active-users is asked about, and the windows it counts over.
+/// The day active-users is asked about, in the zone whose midnights bound its windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ActiveUsersDay(pub NaiveDate);
+pub struct ActiveUsersDay {
+    pub date: NaiveDate,
+    pub zone: Zone,
+}
 
 impl ActiveUsersDay {
-    pub(crate) fn parse(raw: Option<&str>, now: DateTime<Utc>) -> Result<Self, FieldError> {
-        match raw {
-            None => Ok(Self(now.date_naive())),
+    /// `date` (default: today in `zone`); `zone` already parsed from `tz`.
+    pub(crate) fn parse(
+        raw: Option<&str>,
+        zone: Zone,
+        now: DateTime<Utc>,
+    ) -> Result<Self, FieldError> {
+        let date = match raw {
+            None => zone.date_of(now),
             Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                .map(Self)
-                .map_err(|_| FieldError::new("date", "must be a YYYY-MM-DD date")),
-        }
+                .map_err(|_| FieldError::new("date", "must be a YYYY-MM-DD date"))?,
+        };
+        Ok(Self { date, zone })
     }
 
-    /// `[date - (days - 1), date + 1)` at UTC midnights.
+    /// The `days` local days ending with `date`: from the midnight `days - 1` days before it to
+    /// the one after it.
     pub(crate) fn window(self, days: i64) -> (DateTime<Utc>, DateTime<Utc>) {
-        let end = (self.0 + Duration::days(1))
-            .and_time(NaiveTime::MIN)
-            .and_utc();
-        (end - Duration::days(days), end)
+        (
+            self.zone.midnight(self.date - Duration::days(days - 1)),
+            self.zone.midnight(self.date + Duration::days(1)),
+        )
     }
 
     /// The 30-day window, the widest one counted, as a range for cache invalidation.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Timelike, Utc};
 
-use super::FieldError;
+use super::{FieldError, Zone};
 
 /// Longest range a statistics request may ask for.
 pub(crate) const MAX_RANGE_DAYS: i64 = 366;
@@ -25,11 +25,12 @@ pub fn parse_instant(raw: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| "must be an RFC 3339 timestamp or a YYYY-MM-DD date".to_owned())
 }
 
-/// The next UTC midnight after `now` (now itself when it is exactly midnight... never: always after).
-pub(crate) fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
-    (now.date_naive() + Duration::days(1))
-        .and_time(NaiveTime::MIN)
-        .and_utc()
+/// Like `parse_instant`, a bare date being the first instant of that date in `zone`.
+pub(crate) fn parse_instant_in(raw: &str, zone: Zone) -> Result<DateTime<Utc>, String> {
+    match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        Ok(d) => Ok(zone.midnight(d)),
+        Err(_) => parse_instant(raw),
+    }
 }
 
 /// A range cut at UTC midnights. `[whole_from, whole_to)` is made of whole UTC days, which the
@@ -133,16 +134,19 @@ impl Pieces {
 
 impl TimeRange {
     /// Builds a range from optional `from`/`to` parameters with the contract's defaults:
-    /// `to` = the next UTC midnight, `from` = `to` minus 30 days.
-    pub(crate) fn parse(
+    /// `to` = the next local midnight, `from` = the local midnight 30 days before it. Bare dates
+    /// are local midnights; the 366-day limit counts local days (a year across a DST change is
+    /// a year, not a year and an hour).
+    pub fn parse(
         from: Option<&str>,
         to: Option<&str>,
         now: DateTime<Utc>,
+        zone: Zone,
     ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut parse = |name: &str, raw: Option<&str>| {
             raw.and_then(|r| {
-                parse_instant(r)
+                parse_instant_in(r, zone)
                     .map_err(|m| errors.push(FieldError::new(name, m)))
                     .ok()
             })
@@ -152,26 +156,32 @@ impl TimeRange {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let to = to.unwrap_or_else(|| next_utc_midnight(now));
-        let from = from.unwrap_or(to - Duration::days(DEFAULT_RANGE_DAYS));
-        Self::new(from, to).map_err(|m| vec![FieldError::new("from", m)])
+        let to = to.unwrap_or_else(|| zone.next_midnight(now));
+        let from = from.unwrap_or_else(|| zone.days_before(to, DEFAULT_RANGE_DAYS));
+        Self::checked(from, to, zone.local_span(from, to))
+            .map_err(|m| vec![FieldError::new("from", m)])
     }
 
     pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Self, String> {
+        Self::checked(from, to, to - from)
+    }
+
+    /// `length` is the range's length as the clocks of its zone show it.
+    fn checked(from: DateTime<Utc>, to: DateTime<Utc>, length: Duration) -> Result<Self, String> {
         if from >= to {
             return Err("must be earlier than `to`".into());
         }
-        if to - from > Duration::days(MAX_RANGE_DAYS) {
+        if length > Duration::days(MAX_RANGE_DAYS) {
             return Err(format!("the range may span at most {MAX_RANGE_DAYS} days"));
         }
         Ok(Self { from, to })
     }
 
-    pub(crate) fn from(&self) -> DateTime<Utc> {
+    pub fn from(&self) -> DateTime<Utc> {
         self.from
     }
 
-    pub(crate) fn to(&self) -> DateTime<Utc> {
+    pub fn to(&self) -> DateTime<Utc> {
         self.to
     }
 
@@ -235,7 +245,7 @@ mod tests {
 
     #[test]
     fn defaults_to_thirty_days_ending_at_the_next_midnight() {
-        let r = TimeRange::parse(None, None, at("2026-11-29T10:15:00Z")).expect("valid");
+        let r = TimeRange::parse(None, None, at("2026-11-29T10:15:00Z"), Zone::UTC).expect("valid");
         assert_eq!(r.to(), at("2026-11-30"));
         assert_eq!(r.from(), at("2026-10-31"));
     }
@@ -249,12 +259,12 @@ mod tests {
             ("2025-01-01", "2026-01-03"),
         ] {
             assert!(
-                TimeRange::parse(Some(from), Some(to), now).is_err(),
+                TimeRange::parse(Some(from), Some(to), now, Zone::UTC).is_err(),
                 "{from}..{to}"
             );
         }
-        assert!(TimeRange::parse(Some("2025-01-01"), Some("2026-01-02"), now).is_ok());
-        assert!(TimeRange::parse(Some("yesterday"), None, now).is_err());
+        assert!(TimeRange::parse(Some("2025-01-01"), Some("2026-01-02"), now, Zone::UTC).is_ok());
+        assert!(TimeRange::parse(Some("yesterday"), None, now, Zone::UTC).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use crate::auth::{Authorized, ReadRole};
 use crate::cache::Freshness;
 use crate::domain::stats_query::{ActiveUsersDay, StatsParams, parse_user_id};
-use crate::domain::{Action, Bucket, StatsQuery, TopUsersLimit};
+use crate::domain::{Action, Bucket, StatsQuery, TopUsersLimit, Zone};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::state::AppState;
 use crate::statistics::{self, Answer};
@@ -80,12 +80,15 @@ fn respond(req: &HttpRequest, (payload, status): Answer) -> HttpResponse {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 struct RangeParams {
-    /// Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days
+    /// Start, inclusive: RFC 3339 or YYYY-MM-DD (midnight in `tz`); default `to` minus 30 days
     from: Option<String>,
-    /// End, exclusive; default the next UTC midnight
+    /// End, exclusive; default the next midnight in `tz`
     to: Option<String>,
     /// Only this action
     action: Option<String>,
+    /// IANA time zone whose midnights start days, weeks, months and bounds (e.g. Europe/Berlin,
+    /// Asia/Kathmandu); times in the answer carry its offset. Default UTC
+    tz: Option<String>,
 }
 
 /// The headers every statistic honours.
@@ -151,8 +154,9 @@ pub(crate) async fn timeseries(
 }
 
 #[utoipa::path(get, path = "/api/v1/stats/active-users", tag = "statistics", security(("bearer" = [])),
-    params(("date" = Option<String>, Query, description = "YYYY-MM-DD, default today (UTC)"),
-        ("action" = Option<String>, Query, description = "Only this action"), Revalidation),
+    params(("date" = Option<String>, Query, description = "YYYY-MM-DD, default today in `tz`"),
+        ("action" = Option<String>, Query, description = "Only this action"),
+        ("tz" = Option<String>, Query, description = "IANA time zone whose midnights bound the windows; default UTC"), Revalidation),
     responses((status = 200, description = "DAU, WAU, MAU and stickiness", body = ActiveUsers, headers(("X-Cache" = String, description = "HIT, MISS or BYPASS"), ("ETag" = String))), NotModified, BadQuery, Guarded))]
 pub(crate) async fn active_users(
     _: Authorized<ReadRole>,
@@ -160,21 +164,26 @@ pub(crate) async fn active_users(
     params: web::Query<StatsParams>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let day = ActiveUsersDay::parse(params.date.as_deref(), Utc::now());
+    let mut errors = Vec::new();
+    let zone = Zone::parse(params.tz.as_deref())
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
+    let day = ActiveUsersDay::parse(params.date.as_deref(), zone, Utc::now())
+        .map_err(|e| errors.push(e))
+        .ok();
     let action = params
         .action
         .as_deref()
         .map(Action::parse)
         .transpose()
-        .map_err(|m| FieldError::new("action", m));
-    let (day, action) = match (day, action) {
-        (Ok(d), Ok(a)) => (d, a),
-        (d, a) => {
-            return Err(ApiError::Validation(
-                d.err().into_iter().chain(a.err()).collect(),
-            ));
-        }
+        .map_err(|m| errors.push(FieldError::new("action", m)))
+        .ok();
+    let (Some(day), Some(action)) = (day, action) else {
+        return Err(ApiError::Validation(errors));
     };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
     Ok(respond(
         &req,
         statistics::active_users(&state, day, action, freshness(&req)).await?,

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use crate::db::stats::{
     ActionCount, ActiveUsers, Point, Summary, TopUser, TopUsers, UserStats, average,
 };
-use crate::domain::LiveWrite;
+use crate::domain::{LiveWrite, LocalTime, Zone};
 
 /// How many more users than asked a top-users entry keeps: a create by someone below the list
 /// raises the bound on everyone outside it by one, and the list stays provable (and cached)
@@ -44,20 +44,29 @@ pub(crate) enum LiveState {
     },
     ActiveUsers {
         action: Option<String>,
+        /// Whose midnights bound the windows (entries stored before zones: UTC).
+        #[serde(default)]
+        tz: Zone,
     },
     /// Top users shows the first `limit` of `kept`, so its body is made from the state.
     TopUsers {
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        from: LocalTime,
+        to: LocalTime,
         action: Option<String>,
         limit: usize,
         /// Heaviest first, more than `limit`: every count here is exact.
         kept: Vec<TopUser>,
         /// Nobody outside `kept` has more events than this.
         outside_at_most: i64,
+        /// Whose clocks `last_seen` shows.
+        #[serde(default)]
+        tz: Zone,
     },
     UserStats {
         action: Option<String>,
+        /// Whose days `active_days` counts, and whose clocks first/last seen show.
+        #[serde(default)]
+        tz: Zone,
     },
 }
 
@@ -73,7 +82,12 @@ impl From<serde_json::Error> for Unprovable {
 
 impl LiveState {
     /// A top-users state from the `top_users_kept(limit)` heaviest users of the range.
-    pub(crate) fn top_users(answer: TopUsers, action: Option<String>, limit: i64) -> Self {
+    pub(crate) fn top_users(
+        answer: TopUsers,
+        action: Option<String>,
+        limit: i64,
+        tz: Zone,
+    ) -> Self {
         let kept_len = top_users_kept(limit) as usize;
         // A full list may hide users with as many events as its last one; a shorter one is everyone.
         let outside_at_most = if answer.items.len() >= kept_len {
@@ -88,6 +102,7 @@ impl LiveState {
             limit: usize::try_from(limit).unwrap_or(0),
             kept: answer.items,
             outside_at_most,
+            tz,
         }
     }
 
@@ -134,17 +149,17 @@ impl LiveState {
                 serde_json::to_vec(&answer)?
             }
             Self::Timeseries { action } => timeseries(body, action.as_deref(), writes)?,
-            Self::ActiveUsers { action } => {
+            Self::ActiveUsers { action, tz } => {
                 let mut answer: ActiveUsers = serde_json::from_slice(body)?;
                 for w in writes {
-                    active_users(&mut answer, action.as_deref(), w)?;
+                    active_users(&mut answer, action.as_deref(), *tz, w);
                 }
                 serde_json::to_vec(&answer)?
             }
-            Self::UserStats { action } => {
+            Self::UserStats { action, tz } => {
                 let mut answer: UserStats = serde_json::from_slice(body)?;
                 for w in writes {
-                    user_stats(&mut answer, action.as_deref(), w)?;
+                    user_stats(&mut answer, action.as_deref(), *tz, w);
                 }
                 serde_json::to_vec(&answer)?
             }
@@ -155,16 +170,17 @@ impl LiveState {
                 limit,
                 kept,
                 outside_at_most,
+                tz,
             } => {
                 for w in writes {
-                    if !w.falls_in(*from, *to, action.as_deref()) {
+                    if !w.falls_in(from.utc(), to.utc(), action.as_deref()) {
                         continue;
                     }
                     match kept.iter_mut().find(|u| u.user_id == w.user_id) {
                         Some(user) => {
                             user.events += 1;
                             user.value_sum = add_value(user.value_sum, w);
-                            user.last_seen = user.last_seen.max(w.occurred_at);
+                            user.last_seen = user.last_seen.max(tz.local(w.occurred_at));
                         }
                         // Someone outside: by how much they now lead is unknown, so the bound
                         // on everyone outside rises by one (whatever order creates arrive in).
@@ -194,10 +210,10 @@ fn summary(
     duration_count: &mut i64,
     w: &LiveWrite,
 ) {
-    if !w.falls_in(answer.from, answer.to, action) {
+    let (from, to) = (answer.from.utc(), answer.to.utc());
+    if !w.falls_in(from, to, action) {
         return;
     }
-    let (from, to) = (answer.from, answer.to);
     answer.events += 1;
     answer.value_sum = add_value(answer.value_sum, w);
     if let Some(d) = w.duration_ms {
@@ -216,8 +232,10 @@ fn summary(
 /// search reads a few starts) and the rest are copied as they were.
 #[derive(Deserialize)]
 struct StoredSeries<'a> {
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    #[serde(borrow)]
+    from: &'a RawValue,
+    #[serde(borrow)]
+    to: &'a RawValue,
     #[serde(borrow)]
     bucket: &'a RawValue,
     #[serde(borrow)]
@@ -235,12 +253,14 @@ fn timeseries(
     writes: &[LiveWrite],
 ) -> Result<Vec<u8>, Unprovable> {
     let series: StoredSeries<'_> = serde_json::from_slice(body)?;
+    let from: DateTime<Utc> = serde_json::from_str(series.from.get())?;
+    let to: DateTime<Utc> = serde_json::from_str(series.to.get())?;
     let start_of = |i: usize| -> Result<DateTime<Utc>, Unprovable> {
         Ok(serde_json::from_str::<PointStart>(series.points[i].get())?.start)
     };
     let mut changed: BTreeMap<usize, Point> = BTreeMap::new();
     for w in writes {
-        if !w.falls_in(series.from, series.to, action) {
+        if !w.falls_in(from, to, action) {
             continue;
         }
         // Points are in order and cover the range: the create's bucket is the last one starting
@@ -256,8 +276,8 @@ fn timeseries(
         }
         let i = lo.checked_sub(1).ok_or(Unprovable)?;
         let end = match series.points.get(i + 1) {
-            Some(_) => start_of(i + 1)?.min(series.to),
-            None => series.to,
+            Some(_) => start_of(i + 1)?.min(to),
+            None => to,
         };
         let point = match changed.entry(i) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
@@ -265,7 +285,7 @@ fn timeseries(
                 e.insert(serde_json::from_str(series.points[i].get())?)
             }
         };
-        let start = point.start.max(series.from);
+        let start = point.start.utc().max(from);
         point.events += 1;
         point.value_sum = add_value(point.value_sum, w);
         if !w.user_already_in(start, end, action.is_some()) {
@@ -275,9 +295,9 @@ fn timeseries(
     // The same bytes serde would write for a `Timeseries`, field for field.
     let mut out = Vec::with_capacity(body.len() + 64);
     out.extend_from_slice(b"{\"from\":");
-    serde_json::to_writer(&mut out, &series.from)?;
+    out.extend_from_slice(series.from.get().as_bytes());
     out.extend_from_slice(b",\"to\":");
-    serde_json::to_writer(&mut out, &series.to)?;
+    out.extend_from_slice(series.to.get().as_bytes());
     out.extend_from_slice(b",\"bucket\":");
     out.extend_from_slice(series.bucket.get().as_bytes());
     out.extend_from_slice(b",\"points\":[");
@@ -294,21 +314,14 @@ fn timeseries(
     Ok(out)
 }
 
-fn active_users(
-    answer: &mut ActiveUsers,
-    action: Option<&str>,
-    w: &LiveWrite,
-) -> Result<(), Unprovable> {
-    let end = (answer.date + Duration::days(1))
-        .and_hms_opt(0, 0, 0)
-        .ok_or(Unprovable)?
-        .and_utc();
+fn active_users(answer: &mut ActiveUsers, action: Option<&str>, tz: Zone, w: &LiveWrite) {
+    let end = tz.midnight(answer.date + Duration::days(1));
     for (days, count) in [
         (1, &mut answer.dau),
         (7, &mut answer.wau),
         (30, &mut answer.mau),
     ] {
-        let start = end - Duration::days(days);
+        let start = tz.midnight(answer.date - Duration::days(days - 1));
         if w.falls_in(start, end, action) && !w.user_already_in(start, end, action.is_some()) {
             *count += 1;
         }
@@ -318,42 +331,27 @@ fn active_users(
     } else {
         answer.dau as f64 / answer.mau as f64
     };
-    Ok(())
 }
 
-fn user_stats(
-    answer: &mut UserStats,
-    action: Option<&str>,
-    w: &LiveWrite,
-) -> Result<(), Unprovable> {
-    if w.user_id != answer.user_id || !w.falls_in(answer.from, answer.to, action) {
-        return Ok(());
+fn user_stats(answer: &mut UserStats, action: Option<&str>, tz: Zone, w: &LiveWrite) {
+    let (from, to) = (answer.from.utc(), answer.to.utc());
+    if w.user_id != answer.user_id || !w.falls_in(from, to, action) {
+        return;
     }
-    let (from, to) = (answer.from, answer.to);
     answer.events += 1;
     answer.value_sum = add_value(answer.value_sum, w);
-    answer.first_seen = Some(
-        answer
-            .first_seen
-            .map_or(w.occurred_at, |f| f.min(w.occurred_at)),
+    let at = tz.local(w.occurred_at);
+    answer.first_seen = Some(answer.first_seen.map_or(at, |f| f.min(at)));
+    answer.last_seen = Some(answer.last_seen.map_or(at, |l| l.max(at)));
+    let day = tz.date_of(w.occurred_at);
+    let (day_start, day_end) = (
+        tz.midnight(day).max(from),
+        tz.midnight(day + Duration::days(1)).min(to),
     );
-    answer.last_seen = Some(
-        answer
-            .last_seen
-            .map_or(w.occurred_at, |l| l.max(w.occurred_at)),
-    );
-    let day = w
-        .occurred_at
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .ok_or(Unprovable)?
-        .and_utc();
-    let (day_start, day_end) = (day.max(from), (day + Duration::days(1)).min(to));
     if !w.user_already_in(day_start, day_end, action.is_some()) {
         answer.active_days += 1;
     }
     count_action(&mut answer.by_action, w, w.user_already_in(from, to, true));
-    Ok(())
 }
 
 /// A sum of values plus the create's, saturating like the queries do (`activity_float8`): rows
@@ -410,14 +408,14 @@ mod tests {
     #[test]
     fn a_series_updated_in_place_is_what_serde_would_write() {
         let point = |day: &str, events| Point {
-            start: at(day),
+            start: Zone::UTC.local(at(day)),
             events,
             unique_users: events,
             value_sum: 0.5 * events as f64,
         };
         let mut series = Timeseries {
-            from: at("2026-11-01T06:00:00Z"),
-            to: at("2026-11-04T00:00:00Z"),
+            from: Zone::UTC.local(at("2026-11-01T06:00:00Z")),
+            to: Zone::UTC.local(at("2026-11-04T00:00:00Z")),
             bucket: Bucket::Day,
             points: vec![
                 point("2026-11-01", 3),
@@ -447,7 +445,7 @@ mod tests {
         ];
         let updated = timeseries(&body, None, &writes).expect("applied");
         series.points[1] = Point {
-            start: at("2026-11-02"),
+            start: Zone::UTC.local(at("2026-11-02")),
             events: 2,
             unique_users: 1,
             value_sum: 0.5,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::cache::{CacheKey, CacheStatus, Endpoint, Fresh, Freshness, Payload};
 use crate::db;
-use crate::domain::stats_query::{ActiveUsersDay, StatsParams};
+use crate::domain::stats_query::{ActiveUsersDay, StatsParams, zone_suffix};
 use crate::domain::{Action, Bucket, Snapshot, StatsQuery, TopUsersLimit};
 use crate::error::{ApiError, ApiResult, to_json};
 use crate::state::AppState;
@@ -104,9 +104,10 @@ pub(crate) async fn active_users(
     freshness: Freshness,
 ) -> ApiResult<Answer> {
     let canonical = format!(
-        "date={}&action={}",
-        day.0,
-        action.as_ref().map_or("", |a| a.as_str())
+        "date={}&action={}{}",
+        day.date,
+        action.as_ref().map_or("", |a| a.as_str()),
+        zone_suffix(day.zone)
     );
     let key = CacheKey::new(
         Endpoint::ActiveUsers,
@@ -124,7 +125,14 @@ pub(crate) async fn active_users(
                 db::stats::active_users(tx, day, name.as_deref()).await
             })
             .await?;
-            fresh(snapshot, &answer, LiveState::ActiveUsers { action: name })
+            fresh(
+                snapshot,
+                &answer,
+                LiveState::ActiveUsers {
+                    action: name,
+                    tz: day.zone,
+                },
+            )
         })
         .await
         .map_err(unshare)
@@ -154,11 +162,12 @@ pub(crate) async fn top_users(
                 db::stats::in_snapshot(pool, async |tx| db::stats::top_users_in(tx, q, kept).await)
                     .await?;
             let answer = db::stats::TopUsers {
-                from: q.range.from(),
-                to: q.range.to(),
+                from: q.zone.local(q.range.from()),
+                to: q.zone.local(q.range.to()),
                 items,
             };
-            let state = LiveState::top_users(answer, action_name(q.action.as_ref()), limit.0);
+            let state =
+                LiveState::top_users(answer, action_name(q.action.as_ref()), limit.0, q.zone);
             fresh(snapshot, &state.top_users_body(), state)
         })
         .await
@@ -191,6 +200,7 @@ pub(crate) async fn user_stats(
                 &answer,
                 LiveState::UserStats {
                     action: action_name(q.action.as_ref()),
+                    tz: q.zone,
                 },
             )
         })
@@ -203,7 +213,8 @@ pub(crate) async fn user_stats(
 pub(crate) async fn prewarm(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
     let defaults = StatsParams::default();
     let q = StatsQuery::parse(&defaults, now).map_err(ApiError::Validation)?;
-    let today = ActiveUsersDay::parse(None, now).map_err(|e| ApiError::Validation(vec![e]))?;
+    let today =
+        ActiveUsersDay::parse(None, q.zone, now).map_err(|e| ApiError::Validation(vec![e]))?;
     let answers = [
         summary(state, q.clone(), Freshness::Recompute).await?,
         timeseries(state, q.clone(), Bucket::Day, Freshness::Recompute).await?,

@@ -4,7 +4,7 @@
 
 use activity_analytics::db::stats::{self, reference};
 use activity_analytics::domain::stats_query::ActiveUsersDay;
-use activity_analytics::domain::{Action, Bucket, StatsQuery, TimeRange, TopUsersLimit};
+use activity_analytics::domain::{Action, Bucket, StatsQuery, TimeRange, TopUsersLimit, Zone};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -21,23 +21,47 @@ struct World {
     users: Vec<Uuid>,
     start: DateTime<Utc>,
     now: DateTime<Utc>,
+    /// Where the busy three-hour stretches start.
+    busy: Vec<DateTime<Utc>>,
 }
 
 impl World {
     fn new() -> Self {
         let now = Utc::now();
         let today = now.duration_trunc(Duration::days(1)).expect("midnight");
+        let start = today - Duration::days(40);
         Self {
             users: (0..8).map(|_| Uuid::new_v4()).collect(),
             // Long enough to span a month's end, so patches move rows between partitions.
-            start: today - Duration::days(40),
+            start,
             now,
+            busy: vec![start + Duration::days(5) - Duration::hours(2)],
+        }
+    }
+
+    /// March and early April 2026, when New York, St John's, Berlin, Lord Howe and Chatham change
+    /// their clocks; the busy stretches straddle each change.
+    fn dst_spring_2026() -> Self {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().expect(s);
+        Self {
+            users: (0..8).map(|_| Uuid::new_v4()).collect(),
+            start: at("2026-03-01T00:00:00Z"),
+            now: at("2026-04-10T00:00:00Z"),
+            busy: [
+                "2026-03-08T03:00:00Z", // St John's 02:00 NST (04:30Z), New York 02:00 EST (07:00Z)
+                "2026-03-08T05:30:00Z",
+                "2026-03-29T00:00:00Z", // Berlin 02:00 CET (01:00Z)
+                "2026-04-04T13:00:00Z", // Chatham 03:45 (14:00Z), Lord Howe 02:00 (15:00Z)
+                "2026-03-20T17:00:00Z", // around midnight in Kathmandu and Kolkata
+            ]
+            .map(at)
+            .to_vec(),
         }
     }
 
     /// The first of the three busy hours: 22:00 on the fifth day, so they cross a midnight.
     fn busy_hour(&self) -> DateTime<Utc> {
-        self.start + Duration::days(5) - Duration::hours(2)
+        self.busy[0]
     }
 
     /// A random activity: user 0 is heavy, the others light; times fall anywhere in the window.
@@ -50,7 +74,8 @@ impl World {
         // Half the activity falls in three busy hours, so that users share hours with their
         // own other events and deletes leave hours both emptied and still occupied.
         let at = if rng.random_bool(0.5) {
-            self.busy_hour() + Duration::seconds(rng.random_range(0..3 * 3600))
+            let busy = self.busy[rng.random_range(0..self.busy.len())];
+            busy + Duration::seconds(rng.random_range(0..3 * 3600))
         } else {
             let span = (self.now - self.start).num_seconds();
             self.start + Duration::seconds(rng.random_range(0..span))
@@ -193,54 +218,77 @@ async fn assert_every_statistic_matches(pool: &PgPool, world: &World) {
         (world.start, world.busy_hour() + Duration::minutes(90)),
     ];
     let actions = [None, Some("view"), Some("buy"), Some("never")];
-    let mut conn = pool.acquire().await.expect("connection");
-    let conn = &mut *conn;
-    for (from, to) in ranges {
-        for action in actions {
-            let q = StatsQuery {
+    let queries: Vec<StatsQuery> = ranges
+        .iter()
+        .flat_map(|&(from, to)| {
+            actions.map(|action| StatsQuery {
                 range: TimeRange::new(from, to).expect("range"),
                 action: action.map(|a| Action::parse(a).expect("action")),
-            };
-            let case = format!("{from}..{to} action={action:?}");
+                zone: Zone::UTC,
+            })
+        })
+        .collect();
+    let dates: Vec<ActiveUsersDay> = [-1, 0, 3, 8, 12, 20, 45]
+        .map(|offset| ActiveUsersDay {
+            date: (world.start + Duration::days(offset)).date_naive(),
+            zone: Zone::UTC,
+        })
+        .to_vec();
+    assert_statistics_match(pool, world, &queries, &dates, &[1, 3, 100]).await;
+}
+
+/// Each statistic of each query (every bucket, every user's profile, top users at each limit)
+/// and active users on each date (with and without an action) equals the reference.
+async fn assert_statistics_match(
+    pool: &PgPool,
+    world: &World,
+    queries: &[StatsQuery],
+    dates: &[ActiveUsersDay],
+    limits: &[i64],
+) {
+    let mut conn = pool.acquire().await.expect("connection");
+    let conn = &mut *conn;
+    for q in queries {
+        let case = format!(
+            "{}..{} action={:?} tz={}",
+            q.range.from(),
+            q.range.to(),
+            q.action,
+            q.zone.name()
+        );
+        assert_same(
+            &json_of(&stats::summary(pool, q).await.expect("summary")),
+            &json_of(&reference::summary(conn, q).await.expect("summary")),
+            &format!("summary {case}"),
+        );
+        for bucket in [Bucket::Hour, Bucket::Day, Bucket::Week, Bucket::Month] {
             assert_same(
-                &json_of(&stats::summary(pool, &q).await.expect("summary")),
-                &json_of(&reference::summary(conn, &q).await.expect("summary")),
-                &format!("summary {case}"),
+                &json_of(&stats::timeseries(conn, q, bucket).await.expect("series")),
+                &json_of(
+                    &reference::timeseries(pool, q, bucket)
+                        .await
+                        .expect("series"),
+                ),
+                &format!("timeseries {bucket:?} {case}"),
             );
-            for bucket in [Bucket::Hour, Bucket::Day, Bucket::Week, Bucket::Month] {
-                assert_same(
-                    &json_of(&stats::timeseries(conn, &q, bucket).await.expect("series")),
-                    &json_of(
-                        &reference::timeseries(pool, &q, bucket)
-                            .await
-                            .expect("series"),
-                    ),
-                    &format!("timeseries {bucket:?} {case}"),
-                );
-            }
-            for &user in &world.users {
-                assert_same(
-                    &json_of(&stats::user_stats(conn, user, &q).await.expect("profile")),
-                    &json_of(
-                        &reference::user_stats(conn, user, &q)
-                            .await
-                            .expect("profile"),
-                    ),
-                    &format!("user {user} {case}"),
-                );
-            }
-            for limit in [1, 3, 100] {
-                let limit = TopUsersLimit(limit);
-                assert_same(
-                    &json_of(&stats::top_users(pool, &q, limit).await.expect("top")),
-                    &json_of(&reference::top_users(pool, &q, limit).await.expect("top")),
-                    &format!("top-users limit={} {case}", limit.0),
-                );
-            }
+        }
+        for &user in &world.users {
+            assert_same(
+                &json_of(&stats::user_stats(conn, user, q).await.expect("profile")),
+                &json_of(&reference::user_stats(conn, user, q).await.expect("profile")),
+                &format!("user {user} {case}"),
+            );
+        }
+        for &limit in limits {
+            let limit = TopUsersLimit(limit);
+            assert_same(
+                &json_of(&stats::top_users(pool, q, limit).await.expect("top")),
+                &json_of(&reference::top_users(pool, q, limit).await.expect("top")),
+                &format!("top-users limit={} {case}", limit.0),
+            );
         }
     }
-    for offset in [-1, 0, 3, 8, 12, 20, 45] {
-        let date = ActiveUsersDay((world.start + Duration::days(offset)).date_naive());
+    for &date in dates {
         for action in [None, Some("click")] {
             assert_same(
                 &json_of(&stats::active_users(pool, date, action).await.expect("au")),
@@ -249,8 +297,105 @@ async fn assert_every_statistic_matches(pool: &PgPool, world: &World) {
                         .await
                         .expect("au"),
                 ),
-                &format!("active-users {} {action:?}", date.0),
+                &format!(
+                    "active-users {} {action:?} tz={}",
+                    date.date,
+                    date.zone.name()
+                ),
             );
+        }
+    }
+}
+
+/// Zones every run covers: half-hour and 45-minute offsets, a 30-minute DST (Lord Howe), and
+/// zones changing their clocks inside `World::dst_spring_2026`.
+const ZONES: [&str; 7] = [
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Australia/Lord_Howe",
+    "America/St_Johns",
+    "Pacific/Chatham",
+];
+/// Three of these more, at random.
+const MORE_ZONES: [&str; 12] = [
+    "UTC",
+    "Europe/London",
+    "America/Los_Angeles",
+    "America/Santiago",
+    "America/Sao_Paulo",
+    "Asia/Tokyo",
+    "Asia/Kabul",
+    "Asia/Tehran",
+    "Australia/Adelaide",
+    "Australia/Eucla",
+    "Pacific/Auckland",
+    "Pacific/Kiritimati",
+];
+
+/// Local-date ranges and unaligned ones, each across at least one change of the clocks.
+fn zone_queries(zone: Zone) -> Vec<StatsQuery> {
+    let now = "2026-04-20T00:00:00Z".parse().expect("now");
+    let ranges: [(Option<&str>, Option<&str>); 6] = [
+        (Some("2026-03-02"), Some("2026-04-08")),
+        (Some("2026-03-28"), Some("2026-03-31")),
+        (Some("2026-04-04"), Some("2026-04-06")),
+        (Some("2026-03-07T23:10:00Z"), Some("2026-03-29T01:30:00Z")),
+        (Some("2026-03-29T00:40:00Z"), Some("2026-03-29T01:20:00Z")),
+        (Some("2026-03-20T16:20:00Z"), Some("2026-04-04T15:50:00Z")),
+    ];
+    ranges
+        .iter()
+        .flat_map(|&(from, to)| {
+            [None, Some("view")].map(|action| StatsQuery {
+                range: TimeRange::parse(from, to, now, zone).expect("range"),
+                action: action.map(|a| Action::parse(a).expect("action")),
+                zone,
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_statistic_is_exact_in_every_zone_across_changes_of_the_clocks() {
+    let app = spawn_app().await;
+    let world = World::dst_spring_2026();
+    write_randomly(&app, &world, 7, 150).await;
+    let seed: u64 = rand::random();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut zones = ZONES.to_vec();
+    for _ in 0..3 {
+        zones.push(MORE_ZONES[rng.random_range(0..MORE_ZONES.len())]);
+    }
+    eprintln!("zones {zones:?} (seed {seed})");
+    for name in zones {
+        let zone: Zone = serde_json::from_value(json!(name)).expect("zone");
+        let dates: Vec<ActiveUsersDay> = ["2026-03-08", "2026-03-29", "2026-04-05", "2026-04-09"]
+            .map(|d| ActiveUsersDay {
+                date: d.parse().expect("date"),
+                zone,
+            })
+            .to_vec();
+        assert_statistics_match(&app.pool, &world, &zone_queries(zone), &dates, &[3]).await;
+    }
+}
+
+#[tokio::test]
+async fn the_compiled_in_zone_rules_agree_with_postgres() {
+    let app = spawn_app().await;
+    for name in ZONES.iter().chain(&MORE_ZONES) {
+        let zone: Zone = serde_json::from_value(json!(name)).expect("zone");
+        let rows: Vec<(chrono::NaiveDate, DateTime<Utc>)> = sqlx::query_as(
+            "select d::date, d::timestamp at time zone $1
+             from generate_series('2026-01-01'::date, '2027-12-31'::date, interval '1 day') d",
+        )
+        .bind(name)
+        .fetch_all(&app.pool)
+        .await
+        .expect("midnights");
+        for (date, midnight) in rows {
+            assert_eq!(zone.midnight(date), midnight, "{name} {date}");
         }
     }
 }
@@ -345,6 +490,7 @@ async fn top_users_is_exact_when_no_user_stands_out() {
     let q = StatsQuery {
         range: TimeRange::new(world.start, world.start + Duration::days(2)).expect("range"),
         action: None,
+        zone: Zone::UTC,
     };
     let top = stats::top_users(&app.pool, &q, TopUsersLimit(3))
         .await

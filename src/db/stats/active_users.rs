@@ -1,8 +1,11 @@
-//! DAU, WAU and MAU from the day bitmaps: the windows are whole UTC days, so no event row is read.
+//! DAU, WAU and MAU: distinct users in the 1, 7 and 30 local days ending with the date, three
+//! buckets of `bucket_counts`. In UTC the windows are whole days (bitmaps only, no event read);
+//! in another zone their first and last days are cut at that zone's midnights.
 
 use sqlx::PgExecutor;
 
 use super::ActiveUsers;
+use super::buckets::bucket_counts;
 use crate::domain::stats_query::ActiveUsersDay;
 
 pub async fn active_users(
@@ -10,31 +13,8 @@ pub async fn active_users(
     day: ActiveUsersDay,
     action: Option<&str>,
 ) -> sqlx::Result<ActiveUsers> {
-    let (month_start, end) = day.window(30);
-    let (week_start, _) = day.window(7);
-    let (day_start, _) = day.window(1);
-    // The popcount of the OR of the bitmaps of the days in [$n, $4), chunk by chunk.
-    let counts = sqlx::query!(
-        r#"with windowed as (
-            select chunk,
-                   bit_or(users) filter (where day >= $3) as day_users,
-                   bit_or(users) filter (where day >= $2) as week_users,
-                   bit_or(users) as month_users
-            from activity_day_users
-            where day >= $1 and day < $4 and ($5::text is null or action = $5)
-            group by chunk
-        )
-        select coalesce(sum(bit_count(day_users)), 0)::int8 as "dau!",
-               coalesce(sum(bit_count(week_users)), 0)::int8 as "wau!",
-               coalesce(sum(bit_count(month_users)), 0)::int8 as "mau!"
-        from windowed"#,
-        month_start.date_naive(),
-        week_start.date_naive(),
-        day_start.date_naive(),
-        end.date_naive(),
-        action,
-    )
-    .fetch_one(db)
-    .await?;
-    Ok(ActiveUsers::new(day, counts.dau, counts.wau, counts.mau))
+    let windows = [day.window(1), day.window(7), day.window(30)];
+    let counts = bucket_counts(db, action, &windows).await?;
+    let users = |i: usize| counts.get(i).map_or(0, |c| c.unique_users);
+    Ok(ActiveUsers::new(day, users(0), users(1), users(2)))
 }

@@ -5,16 +5,17 @@
 //! minutes before the first whole hour and after the last come from `activities`. `reference`
 //! computes every statistic from the raw rows alone; it is the definition the rollup queries must
 //! equal, and tests hold them to it.
-//! Ranges are half-open `[from, to)`; buckets are UTC.
+//! Ranges are half-open `[from, to)` instants; buckets and days are those of the request's zone
+//! (`domain::zone`), and every time in an answer is shown with that zone's offset.
 //!
-//! The summary, active users and a user's profile are `query!` macros, checked against the
-//! schema at build time. The timeseries and top users are not: their texts are composed from
-//! shared frames (`series_sql!`, `totals_sql!`) and chosen at run time by bucket and action, and
-//! sqlx's macros take only a literal, so each variant would have to be written out whole, the
-//! repetition the frames removed. `bind_pieces` and `bind_range` bind them in one place, and the
-//! tests run every variant against `reference`.
+//! Every query but top users is a `query!` macro, checked against the schema at build time. Top
+//! users is not: its texts are composed from shared frames (`totals_sql!`) and chosen at run time
+//! by action, and sqlx's macros take only a literal, so each variant would have to be written out
+//! whole, the repetition the frames removed. `bind_range` binds them in one place, and the tests
+//! run every variant against `reference`.
 
 mod active_users;
+mod buckets;
 pub mod reference;
 mod summary;
 mod timeseries;
@@ -37,7 +38,7 @@ pub use top_users::{top_users, top_users_in};
 pub use user_stats::user_stats;
 
 use crate::domain::stats_query::ActiveUsersDay;
-use crate::domain::{Bucket, Pieces, Snapshot, StatsQuery};
+use crate::domain::{Bucket, LocalTime, Pieces, Snapshot, StatsQuery};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
 pub(crate) struct ActionCount {
@@ -48,8 +49,10 @@ pub(crate) struct ActionCount {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Summary {
-    pub(crate) from: DateTime<Utc>,
-    pub(crate) to: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub(crate) from: LocalTime,
+    #[schema(value_type = String, format = DateTime)]
+    pub(crate) to: LocalTime,
     pub(crate) events: i64,
     pub(crate) unique_users: i64,
     pub(crate) value_sum: f64,
@@ -57,9 +60,10 @@ pub struct Summary {
     pub(crate) by_action: Vec<ActionCount>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub(crate) struct Point {
-    pub(crate) start: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub(crate) start: LocalTime,
     pub(crate) events: i64,
     pub(crate) unique_users: i64,
     pub(crate) value_sum: f64,
@@ -67,8 +71,10 @@ pub(crate) struct Point {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Timeseries {
-    pub(crate) from: DateTime<Utc>,
-    pub(crate) to: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub(crate) from: LocalTime,
+    #[schema(value_type = String, format = DateTime)]
+    pub(crate) to: LocalTime,
     #[schema(value_type = String, examples("day"))]
     pub(crate) bucket: Bucket,
     pub(crate) points: Vec<Point>,
@@ -83,30 +89,37 @@ pub struct ActiveUsers {
     pub(crate) stickiness: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TopUser {
     pub(crate) user_id: Uuid,
     pub(crate) events: i64,
     pub(crate) value_sum: f64,
-    pub(crate) last_seen: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub(crate) last_seen: LocalTime,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TopUsers {
-    pub(crate) from: DateTime<Utc>,
-    pub(crate) to: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub(crate) from: LocalTime,
+    #[schema(value_type = String, format = DateTime)]
+    pub(crate) to: LocalTime,
     pub items: Vec<TopUser>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UserStats {
     pub(crate) user_id: Uuid,
-    pub(crate) from: DateTime<Utc>,
-    pub(crate) to: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub(crate) from: LocalTime,
+    #[schema(value_type = String, format = DateTime)]
+    pub(crate) to: LocalTime,
     pub(crate) events: i64,
     pub(crate) value_sum: f64,
-    pub(crate) first_seen: Option<DateTime<Utc>>,
-    pub(crate) last_seen: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub(crate) first_seen: Option<LocalTime>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub(crate) last_seen: Option<LocalTime>,
     pub(crate) active_days: i64,
     pub(crate) by_action: Vec<ActionCount>,
 }
@@ -119,7 +132,7 @@ impl ActiveUsers {
             dau as f64 / mau as f64
         };
         Self {
-            date: day.0,
+            date: day.date,
             dau,
             wau,
             mau,
@@ -157,8 +170,6 @@ fn action(q: &StatsQuery) -> Option<&str> {
 /// days, the starts and ends of the whole-hour spans and of the raw spans, and the edge days with
 /// their hour masks. Queries the macros check pass the fields by name.
 struct PieceArgs<'q> {
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
     action: Option<&'q str>,
     first_day: NaiveDate,
     end_day: NaiveDate,
@@ -176,8 +187,6 @@ impl<'q> PieceArgs<'q> {
         let (raw_from, raw_to) = Pieces::unzip(&pieces.raw);
         let (mask_days, masks) = pieces.hour_masks().into_iter().unzip();
         Self {
-            from: q.range.from(),
-            to: q.range.to(),
             action: action(q),
             first_day: pieces.days.0,
             end_day: pieces.days.1,
@@ -189,28 +198,6 @@ impl<'q> PieceArgs<'q> {
             masks,
         }
     }
-}
-
-/// Binds [`PieceArgs`] to a query the macros cannot check (see `timeseries`), in the order such
-/// a query numbers them: `$1` from, `$2` to, `$3` the action, `$4`..`$5` the whole days,
-/// `$6`..`$7` the hour spans, `$8`..`$9` the raw spans, `$10`..`$11` the edge days and masks.
-/// A query's own parameters follow from `$12`.
-fn bind_pieces<'q, O>(
-    query: QueryAs<'q, Postgres, O, PgArguments>,
-    args: PieceArgs<'q>,
-) -> QueryAs<'q, Postgres, O, PgArguments> {
-    query
-        .bind(args.from)
-        .bind(args.to)
-        .bind(args.action)
-        .bind(args.first_day)
-        .bind(args.end_day)
-        .bind(args.hours_from)
-        .bind(args.hours_to)
-        .bind(args.raw_from)
-        .bind(args.raw_to)
-        .bind(args.mask_days)
-        .bind(args.masks)
 }
 
 /// Binds the parameters every rollup query over a range shares: `$1` from, `$2` to, `$3`..`$4`

@@ -1,12 +1,13 @@
 //! Every statistic computed from the raw `activities` rows alone: the definition of what each
 //! endpoint answers. The rollup queries must give the same numbers (tests compare them after
-//! random writes); the hour buckets of a time series and a user's profile are served from here.
+//! random writes). Local days of a user's profile follow Postgres' own zone rules, so a test
+//! holds the compiled-in zone database to them too.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::{ActiveUsers, Summary, Timeseries, TopUsers, UserStats, action};
+use super::{ActiveUsers, Point, Summary, Timeseries, TopUser, TopUsers, UserStats, action};
 use crate::domain::stats_query::ActiveUsersDay;
 use crate::domain::{Bucket, StatsQuery, TopUsersLimit};
 
@@ -34,8 +35,8 @@ pub async fn summary(db: &mut PgConnection, q: &StatsQuery) -> sqlx::Result<Summ
     .fetch_all(db)
     .await?;
     Ok(Summary {
-        from: q.range.from(),
-        to: q.range.to(),
+        from: q.zone.local(q.range.from()),
+        to: q.zone.local(q.range.to()),
         events,
         unique_users,
         value_sum,
@@ -44,43 +45,47 @@ pub async fn summary(db: &mut PgConnection, q: &StatsQuery) -> sqlx::Result<Summ
     })
 }
 
+/// Bucket boundaries are the zone's (`Zone::bucket_starts`, checked against Postgres' own zone
+/// rules by the tests); what falls in each is counted from the raw rows.
 pub async fn timeseries(
     db: impl PgExecutor<'_>,
     q: &StatsQuery,
     bucket: Bucket,
 ) -> sqlx::Result<Timeseries> {
-    // Bucket starts come from generate_series so that empty buckets are present as zeros;
-    // the series stops 1 µs before `to` because generate_series includes its end point.
-    let points = sqlx::query_as(
-        "with buckets as (
-             select generate_series(
-                 date_trunc($3, $1 at time zone 'UTC'),
-                 ($2 at time zone 'UTC') - interval '1 microsecond',
-                 ('1 ' || $3)::interval) as start
-         ), counts as (
-             select date_trunc($3, occurred_at at time zone 'UTC') as start,
-                    count(*) as events, count(distinct user_id) as unique_users,
-                    coalesce(sum(value::numeric), 0) as value_sum
-             from activities
-             where occurred_at >= $1 and occurred_at < $2 and ($4::text is null or action = $4)
-             group by 1
-         )
-         select b.start at time zone 'UTC' as start,
-                coalesce(c.events, 0) as events,
-                coalesce(c.unique_users, 0) as unique_users,
-                activity_float8(coalesce(c.value_sum, 0)) as value_sum
-         from buckets b left join counts c using (start)
-         order by b.start",
+    let (from, to) = (q.range.from(), q.range.to());
+    let starts = q.zone.bucket_starts(from, to, bucket);
+    let ends: Vec<DateTime<Utc>> = starts.iter().skip(1).copied().chain([to]).collect();
+    type Row = (i64, i64, f64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "select count(e.occurred_at), count(distinct e.user_id),
+                activity_float8(coalesce(sum(e.value::numeric), 0))
+         from unnest($1::timestamptz[], $2::timestamptz[]) with ordinality b(lo, hi, i)
+         left join activities e
+           on e.occurred_at >= greatest(b.lo, $3) and e.occurred_at < least(b.hi, $4)
+          and ($5::text is null or e.action = $5)
+         group by b.i
+         order by b.i",
     )
-    .bind(q.range.from())
-    .bind(q.range.to())
-    .bind(bucket.as_str())
+    .bind(&starts)
+    .bind(&ends)
+    .bind(from)
+    .bind(to)
     .bind(action(q))
     .fetch_all(db)
     .await?;
+    let points = starts
+        .iter()
+        .zip(rows)
+        .map(|(s, (events, unique_users, value_sum))| Point {
+            start: q.zone.local(*s),
+            events,
+            unique_users,
+            value_sum,
+        })
+        .collect();
     Ok(Timeseries {
-        from: q.range.from(),
-        to: q.range.to(),
+        from: q.zone.local(from),
+        to: q.zone.local(to),
         bucket,
         points,
     })
@@ -116,7 +121,7 @@ pub async fn top_users(
     q: &StatsQuery,
     limit: TopUsersLimit,
 ) -> sqlx::Result<TopUsers> {
-    let items = sqlx::query_as(
+    let rows: Vec<(Uuid, i64, f64, DateTime<Utc>)> = sqlx::query_as(
         "select user_id, count(*) as events, activity_float8(coalesce(sum(value::numeric), 0)) as value_sum, max(occurred_at) as last_seen
          from activities
          where occurred_at >= $1 and occurred_at < $2 and ($3::text is null or action = $3)
@@ -130,9 +135,18 @@ pub async fn top_users(
     .bind(limit.0)
     .fetch_all(db)
     .await?;
+    let items = rows
+        .into_iter()
+        .map(|(user_id, events, value_sum, last_seen)| TopUser {
+            user_id,
+            events,
+            value_sum,
+            last_seen: q.zone.local(last_seen),
+        })
+        .collect();
     Ok(TopUsers {
-        from: q.range.from(),
-        to: q.range.to(),
+        from: q.zone.local(q.range.from()),
+        to: q.zone.local(q.range.to()),
         items,
     })
 }
@@ -145,7 +159,7 @@ pub async fn user_stats(
     type Totals = (i64, f64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, i64);
     let (events, value_sum, first_seen, last_seen, active_days): Totals = sqlx::query_as(
         "select count(*), activity_float8(coalesce(sum(value::numeric), 0)), min(occurred_at), max(occurred_at),
-                count(distinct (occurred_at at time zone 'UTC')::date)
+                count(distinct (occurred_at at time zone $5)::date)
          from activities
          where user_id = $1 and occurred_at >= $2 and occurred_at < $3 and ($4::text is null or action = $4)",
     )
@@ -153,6 +167,7 @@ pub async fn user_stats(
     .bind(q.range.from())
     .bind(q.range.to())
     .bind(action(q))
+    .bind(q.zone.name())
     .fetch_one(&mut *db)
     .await?;
     let by_action = sqlx::query_as(
@@ -170,12 +185,12 @@ pub async fn user_stats(
     .await?;
     Ok(UserStats {
         user_id,
-        from: q.range.from(),
-        to: q.range.to(),
+        from: q.zone.local(q.range.from()),
+        to: q.zone.local(q.range.to()),
         events,
         value_sum,
-        first_seen,
-        last_seen,
+        first_seen: first_seen.map(|t| q.zone.local(t)),
+        last_seen: last_seen.map(|t| q.zone.local(t)),
         active_days,
         by_action,
     })

@@ -121,8 +121,8 @@ pub async fn summary_totals(
     .fetch_all(db)
     .await?;
     let mut summary = Summary {
-        from: q.range.from(),
-        to: q.range.to(),
+        from: q.zone.local(q.range.from()),
+        to: q.zone.local(q.range.to()),
         events: 0,
         unique_users: 0,
         value_sum: 0.0,

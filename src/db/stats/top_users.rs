@@ -132,8 +132,8 @@ pub async fn top_users(
     // The bound proven on the heads must hold for the totals: every statement reads one snapshot.
     let (_, items) = in_snapshot(db, async |tx| top_users_in(tx, q, limit).await).await?;
     Ok(TopUsers {
-        from: q.range.from(),
-        to: q.range.to(),
+        from: q.zone.local(q.range.from()),
+        to: q.zone.local(q.range.to()),
         items,
     })
 }
@@ -171,7 +171,7 @@ pub async fn top_users_in(
     }
 
     let totals = |sql: &'static str, users: Option<Vec<Uuid>>| {
-        bind_range(sqlx::query_as::<_, TopUser>(sql), q)
+        bind_range(sqlx::query_as::<_, TopUserRow>(sql), q)
             .bind(users)
             .bind(limit.0)
     };
@@ -203,7 +203,23 @@ pub async fn top_users_in(
         };
         items = totals(everyone, None).fetch_all(&mut *db).await?;
     }
-    Ok(items)
+    Ok(items
+        .into_iter()
+        .map(|r| TopUser {
+            user_id: r.user_id,
+            events: r.events,
+            value_sum: r.value_sum,
+            last_seen: q.zone.local(r.last_seen),
+        })
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct TopUserRow {
+    user_id: Uuid,
+    events: i64,
+    value_sum: f64,
+    last_seen: DateTime<Utc>,
 }
 
 /// How the candidates' partial edge days are read (see `candidate_edges!`).

@@ -6,8 +6,9 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::buckets::{BucketPieces, clip};
 use super::{ActionCount, UserStats, action};
-use crate::domain::StatsQuery;
+use crate::domain::{Bucket, StatsQuery};
 
 struct Row {
     action: Option<String>,
@@ -77,6 +78,11 @@ pub async fn user_stats(
     .fetch_one(&mut *db)
     .await?;
     let (first_seen, last_seen) = (seen.first_seen, seen.last_seen);
+    let local_days = if q.zone.is_utc() {
+        None
+    } else {
+        Some(local_active_days(&mut *db, user_id, q).await?)
+    };
     let mut by_action = Vec::new();
     let (mut events, mut value_sum, mut active_days) = (0, 0.0, 0);
     for row in rows {
@@ -97,13 +103,62 @@ pub async fn user_stats(
     });
     Ok(UserStats {
         user_id,
-        from: q.range.from(),
-        to: q.range.to(),
+        from: q.zone.local(q.range.from()),
+        to: q.zone.local(q.range.to()),
         events,
         value_sum,
-        first_seen,
-        last_seen,
-        active_days,
+        first_seen: first_seen.map(|t| q.zone.local(t)),
+        last_seen: last_seen.map(|t| q.zone.local(t)),
+        active_days: local_days.unwrap_or(active_days),
         by_action,
     })
+}
+
+/// The local days of the zone the user was active in: each day cut into rollup pieces like a
+/// series bucket, and the user's own rows (or, under an hour, its events) asked whether they
+/// meet it. The UTC count above comes from the same rows, by UTC date.
+async fn local_active_days(
+    db: &mut PgConnection,
+    user_id: Uuid,
+    q: &StatsQuery,
+) -> sqlx::Result<i64> {
+    let (from, to) = (q.range.from(), q.range.to());
+    let starts = q.zone.bucket_starts(from, to, Bucket::Day);
+    let p = BucketPieces::new(&clip(&starts, from, to));
+    sqlx::query_scalar!(
+        r#"select count(distinct b)::int8 as "n!" from (
+            select d.b from unnest($3::date[], $4::int4[]) d(day, b)
+            join activity_user_daily a on a.user_id = $1 and a.day = d.day
+            where $2::text is null and a.events > 0
+            union all
+            select d.b from unnest($3::date[], $4::int4[]) d(day, b)
+            join activity_user_action_daily a on a.user_id = $1 and a.action = $2 and a.day = d.day
+            where a.events > 0
+            union all
+            select m.b from unnest($5::date[], $6::text[], $7::int4[]) m(day, mask, b)
+            join activity_user_daily a on a.user_id = $1 and a.day = m.day
+            where $2::text is null and (a.hours & m.mask::bit(24)) <> B'0'::bit(24)
+            union all
+            select m.b from unnest($5::date[], $6::text[], $7::int4[]) m(day, mask, b)
+            join activity_user_action_daily a on a.user_id = $1 and a.action = $2 and a.day = m.day
+            where (a.hours & m.mask::bit(24)) <> B'0'::bit(24)
+            union all
+            select r.b from unnest($8::timestamptz[], $9::timestamptz[], $10::int4[]) r(lo, hi, b)
+            where exists (select 1 from activities e
+                          where e.user_id = $1 and e.occurred_at >= r.lo and e.occurred_at < r.hi
+                            and ($2::text is null or e.action = $2))
+        ) x"#,
+        user_id,
+        action(q),
+        &p.days,
+        &p.day_bucket,
+        &p.mask_days,
+        &p.masks,
+        &p.mask_bucket,
+        &p.raw_from,
+        &p.raw_to,
+        &p.raw_bucket,
+    )
+    .fetch_one(db)
+    .await
 }
