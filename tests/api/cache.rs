@@ -8,16 +8,21 @@ use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, header, spawn_app, spawn_app_on};
 
-/// Every statistics endpoint over October 2026, for one user's profile.
+/// Every statistics endpoint over October 2026, for one user's profile, in UTC and in two zones
+/// whose days start off the UTC hour (Kathmandu) and on it (New York).
 fn all_endpoints(user: Uuid) -> Vec<String> {
-    let range = "from=2026-10-01&to=2026-11-01";
-    vec![
-        format!("summary?{range}"),
-        format!("timeseries?{range}&bucket=day"),
-        "active-users?date=2026-10-20".into(),
-        format!("top-users?{range}"),
-        format!("users/{user}?{range}"),
-    ]
+    let mut paths = Vec::new();
+    for tz in ["", "&tz=Asia/Kathmandu", "&tz=America/New_York"] {
+        let range = format!("from=2026-10-01&to=2026-11-01{tz}");
+        paths.extend([
+            format!("summary?{range}"),
+            format!("timeseries?{range}&bucket=day"),
+            format!("active-users?date=2026-10-20{tz}"),
+            format!("top-users?{range}"),
+            format!("users/{user}?{range}"),
+        ]);
+    }
+    paths
 }
 
 #[tokio::test]
@@ -208,6 +213,61 @@ async fn a_write_keeps_entries_it_cannot_change() {
             touched.len() as u64,
             "{backend:?}: exactly the touched entries were removed"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_write_changes_the_entries_of_its_local_day_only() {
+    // 18:00 UTC on 11 October is 23:45 on the 11th in Kathmandu (+05:45); 18:30 is 00:15 on the 12th.
+    for backend in Backend::all() {
+        let app = spawn_app_on(backend.clone()).await;
+        let user = Uuid::new_v4();
+        let written = app.create(user, "view", "2026-10-11T18:30:00Z", None).await;
+        let id = written["id"].as_str().expect("id").to_owned();
+        let (d11, d12) = (
+            "summary?from=2026-10-11&to=2026-10-12&tz=Asia/Kathmandu",
+            "summary?from=2026-10-12&to=2026-10-13&tz=Asia/Kathmandu",
+        );
+        let au12 = "active-users?date=2026-10-12&tz=Asia/Kathmandu";
+        let au11 = "active-users?date=2026-10-11&tz=Asia/Kathmandu";
+        for path in [d11, d12, au11, au12] {
+            app.stats(path).await;
+        }
+        assert_eq!(app.stats(d12).await.1["events"], 1, "{backend:?}");
+        assert_eq!(app.stats(d11).await.1["events"], 0, "{backend:?}");
+        // Moving the event within the 12th (local) leaves the 11th's entries alone.
+        let moved = app
+            .patch(&id, &json!({"occurred_at": "2026-10-12T03:00:00Z"}))
+            .await;
+        assert_eq!(moved.status(), StatusCode::OK);
+        assert_eq!(
+            app.stats(d11).await.0,
+            "HIT",
+            "{backend:?}: the 11th is untouched"
+        );
+        assert_eq!(
+            app.stats(au11).await.0,
+            "HIT",
+            "{backend:?}: so are its active users"
+        );
+        assert_eq!(
+            app.stats(d12).await.0,
+            "MISS",
+            "{backend:?}: the 12th was written"
+        );
+        // Back to 23:45 on the 11th: now it is the 11th's.
+        let moved = app
+            .patch(&id, &json!({"occurred_at": "2026-10-11T18:00:00Z"}))
+            .await;
+        assert_eq!(moved.status(), StatusCode::OK);
+        let (status, answer) = app.stats(d11).await;
+        assert_eq!(
+            (status.as_str(), &answer["events"]),
+            ("MISS", &json!(1)),
+            "{backend:?}"
+        );
+        assert_eq!(answer["from"], "2026-10-11T00:00:00+05:45", "{backend:?}");
+        assert_eq!(app.stats(d12).await.1["events"], 0, "{backend:?}");
     }
 }
 

@@ -40,6 +40,17 @@ fn paths(users: &[Uuid]) -> Vec<String> {
         paths.push(format!("users/{user}?{RANGE}"));
         paths.push(format!("users/{user}?{RANGE}&action=view"));
     }
+    // The same kinds of entry in zones whose days start at :15 and :00 past a UTC hour, and
+    // whose hour buckets are (Kathmandu) and are not (Berlin) read from the hourly rollups.
+    for tz in ["Asia/Kathmandu", "Europe/Berlin"] {
+        paths.push(format!("summary?{RANGE}&tz={tz}"));
+        paths.push(format!("active-users?date=2026-10-15&tz={tz}"));
+        paths.push(format!("top-users?{RANGE}&limit=3&tz={tz}"));
+        paths.push(format!("users/{}?{RANGE}&tz={tz}", users[0]));
+        for bucket in ["hour", "day", "week"] {
+            paths.push(format!("timeseries?{RANGE}&bucket={bucket}&tz={tz}"));
+        }
+    }
     paths
 }
 
@@ -149,6 +160,12 @@ async fn the_default_dashboard_keeps_answering_hit_while_creates_land_on_today()
             "timeseries?bucket=hour",
             "active-users",
             format!("users/{}", users[0]).leak(),
+            // A dashboard in another zone: its today is not UTC's.
+            "summary?tz=Asia/Kathmandu",
+            "timeseries?bucket=hour&tz=Asia/Kolkata",
+            "timeseries?bucket=day&tz=America/St_Johns",
+            "active-users?tz=Pacific/Chatham",
+            format!("users/{}?tz=Australia/Lord_Howe", users[0]).leak(),
         ];
         for path in defaults {
             assert_eq!(app.stats(path).await.0, "MISS", "{backend:?} {path}");

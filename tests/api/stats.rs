@@ -357,6 +357,14 @@ async fn statistics_parameters_are_validated() {
         ("top-users?limit=101", "limit"),
         ("active-users?date=2026-02-30", "date"),
         ("users/not-a-uuid", "user_id"),
+        ("summary?tz=Mars/Olympus_Mons", "tz"),
+        ("timeseries?tz=europe/berlin", "tz"),
+        ("active-users?tz=UTC%2B05:00", "tz"),
+        ("top-users?tz=", "tz"),
+        (
+            "users/00000000-0000-0000-0000-000000000000?tz=Nowhere",
+            "tz",
+        ),
     ];
     for (query, field) in cases {
         let problem = assert_problem(
@@ -379,4 +387,62 @@ async fn the_default_range_is_thirty_days_ending_at_the_next_midnight() {
         .and_utc();
     assert_eq!(body["to"].as_str().map(t), Some(to));
     assert_eq!(body["from"].as_str().map(t), Some(to - Duration::days(30)));
+}
+
+#[tokio::test]
+async fn a_zone_moves_days_bounds_and_the_default_range_to_its_midnights() {
+    let app = spawn_app().await;
+    let user = Uuid::new_v4();
+    // 18:20 UTC on 19 October is five past midnight on the 20th in Kathmandu (+05:45).
+    for at in [
+        "2026-10-19T18:10:00Z",
+        "2026-10-19T18:20:00Z",
+        "2026-10-20T12:00:00Z",
+    ] {
+        app.create(user, "view", at, None).await;
+    }
+    let (_, utc) = app.stats("timeseries?from=2026-10-19&to=2026-10-21").await;
+    let (_, ktm) = app
+        .stats("timeseries?from=2026-10-19&to=2026-10-21&tz=Asia/Kathmandu")
+        .await;
+    let events = |s: &Value| -> Vec<i64> {
+        s["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|p| p["events"].as_i64().expect("n"))
+            .collect()
+    };
+    assert_eq!(events(&utc), [2, 1]);
+    assert_eq!(events(&ktm), [1, 2]);
+    assert_eq!(ktm["from"], "2026-10-19T00:00:00+05:45");
+    assert_eq!(ktm["points"][1]["start"], "2026-10-20T00:00:00+05:45");
+    let (_, profile) = app
+        .stats(&format!(
+            "users/{user}?from=2026-10-19&to=2026-10-21&tz=Asia/Kathmandu"
+        ))
+        .await;
+    assert_eq!(profile["first_seen"], "2026-10-19T23:55:00+05:45");
+    assert_eq!(profile["active_days"], 2);
+    let (_, active) = app
+        .stats("active-users?date=2026-10-19&tz=Asia/Kathmandu")
+        .await;
+    assert_eq!(active["dau"], 1);
+
+    // The default range: the 30 local days ending at the next local midnight.
+    let (_, body) = app.stats("summary?tz=Pacific/Chatham").await;
+    let to = t(body["to"].as_str().expect("to"));
+    let from = t(body["from"].as_str().expect("from"));
+    assert!(
+        to > Utc::now() && to - Utc::now() <= Duration::days(1),
+        "{body}"
+    );
+    assert!(
+        body["to"].as_str().expect("to").ends_with(":45"),
+        "Chatham midnight: {body}"
+    );
+    assert!(
+        (from - (to - Duration::days(30))).num_hours().abs() <= 1,
+        "{body}"
+    );
 }
