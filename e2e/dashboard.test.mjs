@@ -30,7 +30,8 @@ after(async () => { await browser?.close(); });
 
 // Every uncaught exception, console error and failed request of the page lands in `errors`.
 async function openDashboard(width, height, options = {}) {
-  const page = await browser.newPage({ viewport: { width, height }, ...options });
+  // In UTC unless a test says otherwise: the dashboard shows the browser's zone by default.
+  const page = await browser.newPage({ viewport: { width, height }, timezoneId: "UTC", ...options });
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   page.on("console", (m) => { if (m.type() === "error") errors.push(`console: ${m.text()}`); });
@@ -134,5 +135,41 @@ test("the dashboard is readable on a phone", async () => {
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(width <= 390, `no horizontal scrolling (page is ${width}px wide)`);
   await page.screenshot({ path: `${shots}/dashboard-phone.png`, fullPage: true });
+  assert.deepEqual(errors, []);
+});
+
+test("a reader in Kathmandu sees Kathmandu's days, and the zone picked is remembered", async () => {
+  const { page, errors } = await openDashboard(1280, 1000, { timezoneId: "Asia/Kathmandu" });
+  // The browser's own name for the zone (Chromium may say Asia/Katmandu, an IANA alias).
+  const zone = await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+  assert.match(zone, /^Asia\/Kath?mandu$/);
+  assert.equal(await page.inputValue("#tz"), zone);
+  const q = `tz=${encodeURIComponent(zone)}`;
+  const summary = await api(`/api/v1/stats/summary?${q}`);
+  assert.match(summary.from, /T00:00:00\+05:45$/, "the range starts at a Kathmandu midnight");
+  assert.equal(asNumber(await page.textContent("#events")), summary.events);
+  assert.equal(await page.inputValue("#from"), summary.from.slice(0, 10));
+  assert.match(await page.textContent("#summary-zone"), new RegExp(zone));
+  assert.match(await page.textContent("#series-zone"), new RegExp(zone));
+  assert.match(await page.textContent("#active-date"), new RegExp(zone));
+
+  // Axis labels are the zone's dates: each bucket starts at its local midnight.
+  const series = await api(`/api/v1/stats/timeseries?bucket=day&${q}`);
+  const day = new Intl.DateTimeFormat("en-US", { month: "short", day: "numeric", timeZone: zone });
+  const xTicks = await page.locator("#timeseries text.x-tick").allTextContents();
+  assert.equal(xTicks[0], day.format(new Date(series.points[0].start)));
+  assert.equal(await page.getAttribute("#timeseries", "data-points"), String(series.points.length));
+
+  // Another zone: new numbers for its days, and it is still chosen after a reload.
+  const loaded = await page.getAttribute("body", "data-loaded");
+  await page.selectOption("#tz", "America/St_Johns");
+  await page.waitForFunction((prev) => document.body.dataset.loaded !== prev, loaded);
+  const stJohns = await api("/api/v1/stats/summary?tz=America/St_Johns");
+  assert.match(stJohns.from, /T00:00:00-0[23]:30$/);
+  assert.equal(asNumber(await page.textContent("#events")), stJohns.events);
+  assert.equal(await page.inputValue("#from"), stJohns.from.slice(0, 10));
+  await page.reload();
+  await page.waitForSelector("body[data-loaded]");
+  assert.equal(await page.inputValue("#tz"), "America/St_Johns");
   assert.deepEqual(errors, []);
 });

@@ -2,18 +2,40 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: "", cacheHistory: [], lastCounts: null, user: null };
-// Numbers and dates in the reader's locale; dates in UTC, as the API counts days.
+const state = { token: "", cacheHistory: [], lastCounts: null, user: null, zone: "UTC" };
+// Numbers in the reader's locale; dates in the chosen zone, the one the API counts days in.
 const fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
 const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
-const dateFormats = {
-  hour: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone: "UTC" }),
-  day: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" }),
-  week: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" }),
-  month: new Intl.DateTimeFormat(undefined, { month: "short", year: "numeric", timeZone: "UTC" }),
-  time: new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" }),
-  full: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone: "UTC" }),
-};
+let dateFormats = formatsFor("UTC");
+
+function formatsFor(timeZone) {
+  return {
+    hour: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone }),
+    day: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone }),
+    week: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone }),
+    month: new Intl.DateTimeFormat(undefined, { month: "short", year: "numeric", timeZone }),
+    time: new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" }),
+    full: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone }),
+  };
+}
+
+// The zone: the one picked before (remembered like the token), else the browser's own.
+function readZone() {
+  const browser = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const zones = new Set(["UTC", browser, ...(Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : [])]);
+  const select = $("tz");
+  select.innerHTML = [...zones].sort().map((z) => `<option>${z}</option>`).join("");
+  const remembered = localStorage.getItem("analytics-tz");
+  useZone(remembered && zones.has(remembered) ? remembered : browser);
+}
+
+function useZone(zone) {
+  state.zone = zone;
+  $("tz").value = zone;
+  dateFormats = formatsFor(zone);
+  $("summary-zone").textContent = `Days in ${zone}`;
+  $("series-zone").textContent = `(${zone})`;
+}
 
 function readToken() {
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
@@ -55,7 +77,7 @@ function setBadge(panel, cache) {
 }
 
 // A date field the dashboard filled with the server's default range is shown, not sent: the
-// default follows the clock (it moves at UTC midnight) and a picked date would not.
+// default follows the clock (it moves at midnight) and a picked date would not.
 function picked(id) {
   const el = $(id);
   return el.value && el.dataset.auto !== el.value ? el.value : "";
@@ -69,7 +91,7 @@ function showRange(from, to) {
 }
 
 function filters() {
-  const q = new URLSearchParams();
+  const q = new URLSearchParams({ tz: state.zone });
   if (picked("from")) q.set("from", picked("from"));
   if (picked("to")) q.set("to", picked("to"));
   if ($("action").value) q.set("action", $("action").value);
@@ -134,14 +156,14 @@ async function loadTimeseries() {
 }
 
 async function loadActiveUsers() {
-  const q = new URLSearchParams();
+  const q = new URLSearchParams({ tz: state.zone });
   if ($("action").value) q.set("action", $("action").value);
   const { body, cache } = await api(`/api/v1/stats/active-users?${q}`);
   $("dau").textContent = fmt.format(body.dau);
   $("wau").textContent = fmt.format(body.wau);
   $("mau").textContent = fmt.format(body.mau);
   $("stickiness").textContent = `${fmt.format(body.stickiness * 100)} %`;
-  $("active-date").textContent = `on ${body.date} (UTC), over the 1, 7 and 30 days ending that day`;
+  $("active-date").textContent = `on ${body.date} (${state.zone}), over the 1, 7 and 30 days ending that day`;
   setBadge("active-users", cache);
 }
 
@@ -209,6 +231,13 @@ $("token-form").addEventListener("submit", (e) => {
 });
 $("filters").addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
 $("bucket").addEventListener("change", () => refresh());
+$("tz").addEventListener("change", () => {
+  localStorage.setItem("analytics-tz", $("tz").value);
+  // Dates the dashboard filled in were the old zone's default: let the new zone's replace them.
+  for (const id of ["from", "to"]) if ($(id).dataset.auto === $(id).value) $(id).value = "";
+  useZone($("tz").value);
+  refresh();
+});
 window.addEventListener("resize", () => {
   for (const el of document.querySelectorAll(".chart")) if (el.chart) lineChart(el, ...el.chart);
 });
@@ -236,5 +265,6 @@ $("record").addEventListener("submit", async (e) => {
 
 state.token = readToken();
 $("token").value = state.token;
+readZone();
 refresh();
 setInterval(() => { if (state.token) loadCache().catch(() => {}); }, 5000);
