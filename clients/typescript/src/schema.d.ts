@@ -1231,10 +1231,12 @@ export interface operations {
     active_users: {
         parameters: {
             query?: {
-                /** @description YYYY-MM-DD, default today (UTC) */
+                /** @description YYYY-MM-DD, default today in `tz` */
                 date?: string;
                 /** @description Only this action */
                 action?: string;
+                /** @description IANA time zone whose midnights bound the windows; default UTC */
+                tz?: string;
             };
             header?: {
                 /** @description ETag of an answer you hold */
@@ -1318,12 +1320,17 @@ export interface operations {
     summary: {
         parameters: {
             query?: {
-                /** @description Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days */
+                /** @description Start, inclusive: RFC 3339 or YYYY-MM-DD (midnight in `tz`); default `to` minus 30 days */
                 from?: string;
-                /** @description End, exclusive; default the next UTC midnight */
+                /** @description End, exclusive; default the next midnight in `tz` */
                 to?: string;
                 /** @description Only this action */
                 action?: string;
+                /**
+                 * @description IANA time zone whose midnights start days, weeks, months and bounds (e.g. Europe/Berlin,
+                 *     Asia/Kathmandu); times in the answer carry its offset. Default UTC
+                 */
+                tz?: string;
             };
             header?: {
                 /** @description ETag of an answer you hold */
@@ -1407,12 +1414,17 @@ export interface operations {
     timeseries: {
         parameters: {
             query?: {
-                /** @description Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days */
+                /** @description Start, inclusive: RFC 3339 or YYYY-MM-DD (midnight in `tz`); default `to` minus 30 days */
                 from?: string;
-                /** @description End, exclusive; default the next UTC midnight */
+                /** @description End, exclusive; default the next midnight in `tz` */
                 to?: string;
                 /** @description Only this action */
                 action?: string;
+                /**
+                 * @description IANA time zone whose midnights start days, weeks, months and bounds (e.g. Europe/Berlin,
+                 *     Asia/Kathmandu); times in the answer carry its offset. Default UTC
+                 */
+                tz?: string;
                 /** @description hour, day (default), week or month */
                 bucket?: string;
             };
@@ -1498,12 +1510,17 @@ export interface operations {
     top_users: {
         parameters: {
             query?: {
-                /** @description Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days */
+                /** @description Start, inclusive: RFC 3339 or YYYY-MM-DD (midnight in `tz`); default `to` minus 30 days */
                 from?: string;
-                /** @description End, exclusive; default the next UTC midnight */
+                /** @description End, exclusive; default the next midnight in `tz` */
                 to?: string;
                 /** @description Only this action */
                 action?: string;
+                /**
+                 * @description IANA time zone whose midnights start days, weeks, months and bounds (e.g. Europe/Berlin,
+                 *     Asia/Kathmandu); times in the answer carry its offset. Default UTC
+                 */
+                tz?: string;
                 /** @description 1 to 100, default 10 */
                 limit?: number;
             };
@@ -1589,12 +1606,17 @@ export interface operations {
     user_stats: {
         parameters: {
             query?: {
-                /** @description Start, inclusive: RFC 3339 or YYYY-MM-DD (UTC midnight); default `to` minus 30 days */
+                /** @description Start, inclusive: RFC 3339 or YYYY-MM-DD (midnight in `tz`); default `to` minus 30 days */
                 from?: string;
-                /** @description End, exclusive; default the next UTC midnight */
+                /** @description End, exclusive; default the next midnight in `tz` */
                 to?: string;
                 /** @description Only this action */
                 action?: string;
+                /**
+                 * @description IANA time zone whose midnights start days, weeks, months and bounds (e.g. Europe/Berlin,
+                 *     Asia/Kathmandu); times in the answer carry its offset. Default UTC
+                 */
+                tz?: string;
             };
             header?: {
                 /** @description ETag of an answer you hold */
