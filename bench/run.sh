@@ -138,12 +138,15 @@ if [ "$scale_events" -gt 0 ]; then
   cut="from=$(date -u -d '40 days ago' +%Y-%m-%dT02:00:00Z)&to=$(date -u -d '10 days ago' +%Y-%m-%dT22:00:00Z)"
   for endpoint in "summary?" "timeseries?bucket=hour&" "timeseries?bucket=day&" "timeseries?bucket=week&" \
     "timeseries?bucket=month&" "active-users?" "top-users?" "users/$heaviest?" "users/$typical?"; do
-    for variant in default cut action cut_action; do
+    for variant in default cut action cut_action berlin kathmandu; do
       case $variant in
         default) query="" ;;
         cut) query="$cut" ;;
         action) query="action=purchase" ;;
         cut_action) query="$cut&action=purchase" ;;
+        # The default 30 days of a zone whose midnight is a UTC hour, and of one at :15 (issue 13).
+        berlin) query="tz=Europe/Berlin" ;;
+        kathmandu) query="tz=Asia/Kathmandu" ;;
       esac
       # active-users takes a date, not a range.
       [ "$endpoint" = "active-users?" ] && query=${query//$cut/date=$(date -u -d '10 days ago' +%Y-%m-%d)}
@@ -152,6 +155,10 @@ if [ "$scale_events" -gt 0 ]; then
       echo "$name $variant $(matrix_median "$endpoint$query")" >>"$tmp/matrix.txt"
     done
   done
+  # Rollup rows per million events (issue 13 asks what finer rollups would cost; this is the base).
+  psql -tA -F ' ' -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c \
+    "select relname, n_live_tup from pg_stat_user_tables where relname like 'activity\_%' and relname not like 'activities%' order by 1" \
+    >"$tmp/rollup_rows.txt"
   # Export every event, as NDJSON and as CSV, while sampling the server's resident memory every
   # 0.1 s: the rate, and whether memory stays flat (it holds one page of 1000 rows at a time).
   rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$server_pid/status"; }
@@ -262,6 +269,13 @@ if os.path.exists(f"{tmp}/matrix.txt"):
         name, variant, secs = line.split()
         matrix.setdefault(name, {})[variant] = round(float(secs) * 1000, 1)
 out["scale"]["matrix_ms"] = matrix
+rollup_rows = {}
+if os.path.exists(f"{tmp}/rollup_rows.txt"):
+    for line in open(f"{tmp}/rollup_rows.txt"):
+        if line.strip():
+            name, n = line.split()
+            rollup_rows[name] = round(int(n) / (int(scale_events) / 1e6))
+out["scale"]["rollup_rows_per_million_events"] = rollup_rows
 json.dump(out, open("bench/results.json", "w"), indent=2)
 rows = ["| scenario | req/s | p50 ms | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: |"]
 for n in names:
@@ -282,12 +296,15 @@ md = "\n".join([
     for fmt, e in exports.items()
 ])
 if matrix:
-    variants = ["default", "cut", "action", "cut_action"]
+    variants = ["default", "cut", "action", "cut_action", "berlin", "kathmandu"]
     md += "\n".join(["", "", f"Cold answers on {int(scale_events):,} events, median of 5, ms, by parameters: default 30 days; cut = "
                       "from 02:00 forty days ago to 22:00 ten days ago (active-users: the date ten days ago); action = one action; "
+                      "Berlin / Kathmandu = the default 30 days of that zone (tz=); "
                       "users/heaviest = the seeded user with the most events, users/typical = the 10,001st:", "",
-                      "| request | default | cut | action | cut + action |", "| --- | ---: | ---: | ---: | ---: |"]
+                      "| request | default | cut | action | cut + action | Berlin | Kathmandu |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
                      + [f"| {name} | " + " | ".join(f"{m.get(v, float('nan')):.1f}" for v in variants) + " |" for name, m in matrix.items()])
+if rollup_rows:
+    md += "\n\nRollup rows per million events (scale database): " + ", ".join(f"{k} {v:,}" for k, v in rollup_rows.items())
 open("bench/results.md", "w").write(md + "\n")
 print(md)
 PY

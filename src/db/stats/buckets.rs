@@ -14,7 +14,9 @@ use crate::domain::TimeRange;
 /// index of its bucket.
 #[derive(Debug, Default)]
 pub(crate) struct BucketPieces {
-    pub(crate) days: Vec<NaiveDate>,
+    /// Each bucket's whole days, `[from, to)`.
+    pub(crate) days_from: Vec<NaiveDate>,
+    pub(crate) days_to: Vec<NaiveDate>,
     pub(crate) day_bucket: Vec<i32>,
     pub(crate) hours_from: Vec<DateTime<Utc>>,
     pub(crate) hours_to: Vec<DateTime<Utc>>,
@@ -37,8 +39,9 @@ impl BucketPieces {
             };
             let b = i32::try_from(i).unwrap_or(i32::MAX);
             let pieces = range.pieces();
-            for day in pieces.days.0.iter_days().take_while(|d| *d < pieces.days.1) {
-                all.days.push(day);
+            if pieces.days.0 < pieces.days.1 {
+                all.days_from.push(pieces.days.0);
+                all.days_to.push(pieces.days.1);
                 all.day_bucket.push(b);
             }
             for &(lo, hi) in &pieces.hours {
@@ -102,43 +105,47 @@ pub(crate) async fn bucket_counts(
     let rows = sqlx::query!(
         r#"with raw as materialized (
             select r.b, e.user_id, e.value
-            from unnest($7::timestamptz[], $8::timestamptz[], $9::int4[]) r(lo, hi, b)
+            from unnest($8::timestamptz[], $9::timestamptz[], $10::int4[]) r(lo, hi, b)
             join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
             where ($1::text is null or e.action = $1)
         ), days as (
-            select day, b from unnest($2::date[], $3::int4[]) d(day, b)
+            select lo, hi, b from unnest($2::date[], $3::date[], $4::int4[]) d(lo, hi, b)
         ), counts as (
             select b, sum(events)::int8 as events, sum(value_sum) as value_sum
             from (
                 select d.b, a.events, a.value_sum
-                from days d join activity_daily a on a.day = d.day
+                from days d join activity_daily a on a.day >= d.lo and a.day < d.hi
                 where ($1::text is null or a.action = $1)
                 union all
                 select r.b, h.events, h.value_sum
-                from unnest($4::timestamptz[], $5::timestamptz[], $6::int4[]) r(lo, hi, b)
+                from unnest($5::timestamptz[], $6::timestamptz[], $7::int4[]) r(lo, hi, b)
                 join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
                 where ($1::text is null or h.action = $1)
                 union all
                 select b, 1, coalesce(value::numeric, 0) from raw
             ) t
             group by b
-        ), edge_users as (
-            select m.b, a.user_id
-            from unnest($10::date[], $11::text[], $12::int4[]) m(day, mask, b)
-            join activity_user_daily a on a.day = m.day
-            where $1::text is null and (a.hours & m.mask::bit(24)) <> B'0'::bit(24)
+        ), masks as (
+            select day, mask::bit(24) as mask, b from unnest($11::date[], $12::text[], $13::int4[]) m(day, mask, b)
+        ), edge_rows as (
+            -- Each edge day's rows once, however many buckets share the day.
+            select a.day, a.user_id, a.hours
+            from (select distinct day from masks) d join activity_user_daily a on a.day = d.day
+            where $1::text is null
             union all
-            select m.b, a.user_id
-            from unnest($10::date[], $11::text[], $12::int4[]) m(day, mask, b)
-            join activity_user_action_daily a on a.day = m.day
-            where a.action = $1 and (a.hours & m.mask::bit(24)) <> B'0'::bit(24)
+            select a.day, a.user_id, a.hours
+            from (select distinct day from masks) d join activity_user_action_daily a on a.day = d.day
+            where a.action = $1
+        ), edge_users as (
+            select m.b, r.user_id
+            from edge_rows r join masks m on m.day = r.day and (r.hours & m.mask) <> B'0'::bit(24)
             union all
             select b, user_id from raw
         ), bitmaps as (
             select b, chunk, bit_or(users) as users
             from (
                 select d.b, u.chunk, u.users
-                from days d join activity_day_users u on u.day = d.day
+                from days d join activity_day_users u on u.day >= d.lo and u.day < d.hi
                 where ($1::text is null or u.action = $1)
                 union all
                 select x.b, activity_user_chunk(u.ordinal),
@@ -153,7 +160,8 @@ pub(crate) async fn bucket_counts(
                activity_float8(c.value_sum) as "value_sum!"
         from counts c left join users u using (b)"#,
         action,
-        &p.days,
+        &p.days_from,
+        &p.days_to,
         &p.day_bucket,
         &p.hours_from,
         &p.hours_to,

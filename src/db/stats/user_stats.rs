@@ -127,30 +127,31 @@ async fn local_active_days(
     let p = BucketPieces::new(&clip(&starts, from, to));
     sqlx::query_scalar!(
         r#"select count(distinct b)::int8 as "n!" from (
-            select d.b from unnest($3::date[], $4::int4[]) d(day, b)
-            join activity_user_daily a on a.user_id = $1 and a.day = d.day
+            select d.b from unnest($3::date[], $4::date[], $5::int4[]) d(lo, hi, b)
+            join activity_user_daily a on a.user_id = $1 and a.day >= d.lo and a.day < d.hi
             where $2::text is null and a.events > 0
             union all
-            select d.b from unnest($3::date[], $4::int4[]) d(day, b)
-            join activity_user_action_daily a on a.user_id = $1 and a.action = $2 and a.day = d.day
+            select d.b from unnest($3::date[], $4::date[], $5::int4[]) d(lo, hi, b)
+            join activity_user_action_daily a on a.user_id = $1 and a.action = $2 and a.day >= d.lo and a.day < d.hi
             where a.events > 0
             union all
-            select m.b from unnest($5::date[], $6::text[], $7::int4[]) m(day, mask, b)
+            select m.b from unnest($6::date[], $7::text[], $8::int4[]) m(day, mask, b)
             join activity_user_daily a on a.user_id = $1 and a.day = m.day
             where $2::text is null and (a.hours & m.mask::bit(24)) <> B'0'::bit(24)
             union all
-            select m.b from unnest($5::date[], $6::text[], $7::int4[]) m(day, mask, b)
+            select m.b from unnest($6::date[], $7::text[], $8::int4[]) m(day, mask, b)
             join activity_user_action_daily a on a.user_id = $1 and a.action = $2 and a.day = m.day
             where (a.hours & m.mask::bit(24)) <> B'0'::bit(24)
             union all
-            select r.b from unnest($8::timestamptz[], $9::timestamptz[], $10::int4[]) r(lo, hi, b)
+            select r.b from unnest($9::timestamptz[], $10::timestamptz[], $11::int4[]) r(lo, hi, b)
             where exists (select 1 from activities e
                           where e.user_id = $1 and e.occurred_at >= r.lo and e.occurred_at < r.hi
                             and ($2::text is null or e.action = $2))
         ) x"#,
         user_id,
         action(q),
-        &p.days,
+        &p.days_from,
+        &p.days_to,
         &p.day_bucket,
         &p.mask_days,
         &p.masks,
