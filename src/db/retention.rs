@@ -47,7 +47,10 @@ pub(crate) async fn forget_rollups(
               user_daily as (delete from activity_user_daily where day >= $1 and day < $2),
               user_action_daily as (delete from activity_user_action_daily where day >= $1 and day < $2),
               day_users as (delete from activity_day_users where day >= $1 and day < $2),
-              hourly as (delete from activity_hourly where hour >= $3 and hour < $4)
+              hourly as (delete from activity_hourly where hour >= $3 and hour < $4),
+              -- Stored edges of other zones' days (their bitmaps go with them, on delete cascade).
+              spans as (delete from activity_spans where lo < $4),
+              versions as (delete from activity_day_versions where day >= $1 and day < $2)
          delete from activity_hour_users where hour >= $3 and hour < $4",
         first,
         end,

@@ -82,6 +82,7 @@ pub(crate) async fn timeseries(
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
+            kept_or_logged(db::stats::store_timeseries_edges(pool, q, bucket).await);
             let (snapshot, answer) =
                 db::stats::in_snapshot(pool, async |tx| db::stats::timeseries(tx, q, bucket).await)
                     .await?;
@@ -121,6 +122,7 @@ pub(crate) async fn active_users(
         .cache
         .get_or_compute(&key, freshness, || async move {
             let name = action_name(action.as_ref());
+            kept_or_logged(db::stats::store_active_users_edges(pool, day, name.as_deref()).await);
             let (snapshot, answer) = db::stats::in_snapshot(pool, async |tx| {
                 db::stats::active_users(tx, day, name.as_deref()).await
             })
@@ -222,6 +224,16 @@ pub(crate) async fn prewarm(state: &AppState, now: DateTime<Utc>) -> ApiResult<u
         top_users(state, q, TopUsersLimit(10), Freshness::Recompute).await?,
     ];
     Ok(answers.len())
+}
+
+/// Storing the edges of other zones' days only speeds up the next computation: when it fails
+/// (a lock timeout, a database going away) the answer is computed from the rollups all the same.
+fn kept_or_logged(stored: sqlx::Result<u64>) {
+    match stored {
+        Ok(0) => {}
+        Ok(rows) => tracing::debug!(rows, "stored the edges of local days"),
+        Err(error) => tracing::warn!(%error, "could not store the edges of local days"),
+    }
 }
 
 /// The cache hands a computation's error to every request that joined it; a request that

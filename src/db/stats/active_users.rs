@@ -5,7 +5,7 @@
 use sqlx::PgExecutor;
 
 use super::ActiveUsers;
-use super::buckets::bucket_counts;
+use super::buckets::{bucket_counts, store_edges};
 use crate::domain::stats_query::ActiveUsersDay;
 
 pub async fn active_users(
@@ -17,4 +17,16 @@ pub async fn active_users(
     let counts = bucket_counts(db, action, &windows).await?;
     let users = |i: usize| counts.get(i).map_or(0, |c| c.unique_users);
     Ok(ActiveUsers::new(day, users(0), users(1), users(2)))
+}
+
+/// Stores the edges of the windows of a date in a zone other than UTC (see `timeseries`).
+pub async fn store_active_users_edges(
+    db: impl PgExecutor<'_>,
+    day: ActiveUsersDay,
+    action: Option<&str>,
+) -> sqlx::Result<u64> {
+    if day.zone.is_utc() {
+        return Ok(0);
+    }
+    store_edges(db, action, &[day.window(1), day.window(7), day.window(30)]).await
 }

@@ -27,11 +27,20 @@ pub(crate) struct BucketPieces {
     pub(crate) mask_days: Vec<NaiveDate>,
     pub(crate) masks: Vec<String>,
     pub(crate) mask_bucket: Vec<i32>,
+    /// Buckets whose edge (the part that is not whole UTC days) may be stored once computed:
+    /// those with an edge, ending before `stored_until`.
+    pub(crate) stored_from: Vec<DateTime<Utc>>,
+    pub(crate) stored_to: Vec<DateTime<Utc>>,
+    pub(crate) stored_bucket: Vec<i32>,
 }
 
 impl BucketPieces {
-    /// `spans[i]` is bucket `i`; empty spans have no pieces (and count zero).
-    pub(crate) fn new(spans: &[(DateTime<Utc>, DateTime<Utc>)]) -> Self {
+    /// `spans[i]` is bucket `i`; empty spans have no pieces (and count zero). Edges of buckets
+    /// ending by `stored_until` may be stored (migration 10).
+    pub(crate) fn new(
+        spans: &[(DateTime<Utc>, DateTime<Utc>)],
+        stored_until: DateTime<Utc>,
+    ) -> Self {
         let mut all = Self::default();
         for (i, &(from, to)) in spans.iter().enumerate() {
             let Ok(range) = TimeRange::new(from, to) else {
@@ -59,9 +68,23 @@ impl BucketPieces {
                 all.masks.push(mask);
                 all.mask_bucket.push(b);
             }
+            let has_edge = !pieces.hours.is_empty() || !pieces.raw.is_empty();
+            if has_edge && to <= stored_until {
+                all.stored_from.push(from);
+                all.stored_to.push(to);
+                all.stored_bucket.push(b);
+            }
         }
         all
     }
+}
+
+/// Edges of buckets ending before this may be stored: the UTC midnight that starts yesterday, so
+/// that only days two or more days old are stored (migration 10 says why).
+pub(crate) fn stored_until(now: DateTime<Utc>) -> DateTime<Utc> {
+    (now.date_naive() - chrono::Days::new(1))
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
 }
 
 /// The part of `[from, to)` each bucket covers, the buckets starting at `starts` (the first at
@@ -91,23 +114,30 @@ pub(crate) struct BucketCounts {
     pub(crate) value_sum: f64,
 }
 
-/// The numbers of each of `spans`, in their order (zeros where nothing happened).
+/// The numbers of each of `spans`, in their order (zeros where nothing happened). A bucket whose
+/// edge was stored (`store_edges`) under the current versions reads it instead of its pieces.
 pub(crate) async fn bucket_counts(
     db: impl PgExecutor<'_>,
     action: Option<&str>,
     spans: &[(DateTime<Utc>, DateTime<Utc>)],
 ) -> sqlx::Result<Vec<BucketCounts>> {
-    let p = BucketPieces::new(spans);
+    let p = BucketPieces::new(spans, stored_until(Utc::now()));
     // `raw` is materialised so that it is scanned once for the totals and once for the users.
     // The users of the hour pieces are those whose day row's hour mask meets the bucket's
     // hours; with the raw spans' users they become bitmaps like the days' own, and a bucket's
     // distinct users are the popcount of the OR of all its bitmaps.
     let rows = sqlx::query!(
-        r#"with raw as materialized (
+        r#"with valid as (
+            select c.b, p.lo, p.hi, p.version, p.events, p.value_sum
+            from unnest($14::timestamptz[], $15::timestamptz[], $16::int4[]) c(lo, hi, b)
+            join activity_spans p
+              on p.lo = c.lo and p.hi = c.hi and p.action = coalesce($1::text, '')
+             and p.version = activity_span_version(c.lo, c.hi)
+        ), raw as materialized (
             select r.b, e.user_id, e.value
             from unnest($8::timestamptz[], $9::timestamptz[], $10::int4[]) r(lo, hi, b)
             join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
-            where ($1::text is null or e.action = $1)
+            where ($1::text is null or e.action = $1) and r.b not in (select b from valid)
         ), days as (
             select lo, hi, b from unnest($2::date[], $3::date[], $4::int4[]) d(lo, hi, b)
         ), counts as (
@@ -120,13 +150,17 @@ pub(crate) async fn bucket_counts(
                 select r.b, h.events, h.value_sum
                 from unnest($5::timestamptz[], $6::timestamptz[], $7::int4[]) r(lo, hi, b)
                 join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
-                where ($1::text is null or h.action = $1)
+                where ($1::text is null or h.action = $1) and r.b not in (select b from valid)
                 union all
                 select b, 1, coalesce(value::numeric, 0) from raw
+                union all
+                select b, events, value_sum from valid
             ) t
             group by b
         ), masks as (
-            select day, mask::bit(24) as mask, b from unnest($11::date[], $12::text[], $13::int4[]) m(day, mask, b)
+            select day, mask::bit(24) as mask, b
+            from unnest($11::date[], $12::text[], $13::int4[]) m(day, mask, b)
+            where b not in (select b from valid)
         ), edge_rows as (
             -- Each edge day's rows once, however many buckets share the day.
             select a.day, a.user_id, a.hours
@@ -151,6 +185,10 @@ pub(crate) async fn bucket_counts(
                 select x.b, activity_user_chunk(u.ordinal),
                        set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)
                 from edge_users x join activity_users u using (user_id)
+                union all
+                select v.b, s.chunk, s.users
+                from valid v join activity_span_users s
+                  on s.lo = v.lo and s.hi = v.hi and s.action = coalesce($1::text, '') and s.version = v.version
             ) x
             group by 1, 2
         ), users as (
@@ -172,6 +210,9 @@ pub(crate) async fn bucket_counts(
         &p.mask_days,
         &p.masks,
         &p.mask_bucket,
+        &p.stored_from,
+        &p.stored_to,
+        &p.stored_bucket,
     )
     .fetch_all(db)
     .await?;
@@ -186,4 +227,98 @@ pub(crate) async fn bucket_counts(
         }
     }
     Ok(counts)
+}
+
+/// Computes and stores the edges of `spans` that may be stored and are not stored under the
+/// current versions (migration 10): one statement, so the edges and the versions they are
+/// stored under come from one snapshot. Returns how many edges it stored.
+pub(crate) async fn store_edges(
+    db: impl PgExecutor<'_>,
+    action: Option<&str>,
+    spans: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> sqlx::Result<u64> {
+    let p = BucketPieces::new(spans, stored_until(Utc::now()));
+    if p.stored_bucket.is_empty() {
+        return Ok(0);
+    }
+    let stored = sqlx::query!(
+        r#"with missing as (
+            select c.lo, c.hi, c.b, c.version
+            from (select lo, hi, b, activity_span_version(lo, hi) as version
+                  from unnest($11::timestamptz[], $12::timestamptz[], $13::int4[]) c(lo, hi, b)) c
+            where not exists (select 1 from activity_spans p
+                              where p.lo = c.lo and p.hi = c.hi and p.action = coalesce($1::text, '')
+                                and p.version = c.version)
+        ), raw as materialized (
+            select r.b, e.user_id, e.value
+            from unnest($5::timestamptz[], $6::timestamptz[], $7::int4[]) r(lo, hi, b)
+            join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
+            where ($1::text is null or e.action = $1) and r.b in (select b from missing)
+        ), counts as (
+            select b, sum(events)::int8 as events, sum(value_sum) as value_sum
+            from (
+                select r.b, h.events, h.value_sum
+                from unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) r(lo, hi, b)
+                join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
+                where ($1::text is null or h.action = $1) and r.b in (select b from missing)
+                union all
+                select b, 1, coalesce(value::numeric, 0) from raw
+            ) t
+            group by b
+        ), masks as (
+            select day, mask::bit(24) as mask, b
+            from unnest($8::date[], $9::text[], $10::int4[]) m(day, mask, b)
+            where b in (select b from missing)
+        ), edge_rows as (
+            select a.day, a.user_id, a.hours
+            from (select distinct day from masks) d join activity_user_daily a on a.day = d.day
+            where $1::text is null
+            union all
+            select a.day, a.user_id, a.hours
+            from (select distinct day from masks) d join activity_user_action_daily a on a.day = d.day
+            where a.action = $1
+        ), edge_users as (
+            select m.b, r.user_id
+            from edge_rows r join masks m on m.day = r.day and (r.hours & m.mask) <> B'0'::bit(24)
+            union all
+            select b, user_id from raw
+        ), bits as (
+            select x.b, activity_user_chunk(u.ordinal) as chunk,
+                   bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)) as users
+            from edge_users x join activity_users u using (user_id)
+            group by 1, 2
+        ), stale as (
+            delete from activity_spans p using missing m
+            where p.lo = m.lo and p.hi = m.hi and p.action = coalesce($1::text, '')
+              and p.version <> m.version
+        ), header as (
+            insert into activity_spans (lo, hi, action, version, events, value_sum)
+            select m.lo, m.hi, coalesce($1::text, ''), m.version, coalesce(c.events, 0),
+                   coalesce(c.value_sum, 0)
+            from missing m left join counts c using (b)
+            on conflict do nothing
+            returning lo, hi, version
+        )
+        insert into activity_span_users (lo, hi, action, version, chunk, users)
+        select m.lo, m.hi, coalesce($1::text, ''), m.version, x.chunk, x.users
+        from bits x
+        join missing m using (b)
+        join header h on h.lo = m.lo and h.hi = m.hi and h.version = m.version"#,
+        action,
+        &p.hours_from,
+        &p.hours_to,
+        &p.hour_bucket,
+        &p.raw_from,
+        &p.raw_to,
+        &p.raw_bucket,
+        &p.mask_days,
+        &p.masks,
+        &p.mask_bucket,
+        &p.stored_from,
+        &p.stored_to,
+        &p.stored_bucket,
+    )
+    .execute(db)
+    .await?;
+    Ok(stored.rows_affected())
 }

@@ -29,9 +29,9 @@ use sqlx::query::QueryAs;
 use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
-pub use active_users::active_users;
+pub use active_users::{active_users, store_active_users_edges};
 pub use summary::{SummaryTotals, average, summary, summary_totals};
-pub use timeseries::timeseries;
+pub use timeseries::{store_timeseries_edges, timeseries};
 pub use top_users::{top_users, top_users_in};
 /// A user's profile reads that user's own rows through the `(user_id, occurred_at)` index, so
 /// it needs no rollup.

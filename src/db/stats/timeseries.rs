@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Timelike, Utc};
 use sqlx::PgConnection;
 
-use super::buckets::{BucketCounts, bucket_counts, clip};
+use super::buckets::{BucketCounts, bucket_counts, clip, store_edges};
 use super::{PieceArgs, Point, Timeseries, action};
 use crate::domain::{Bucket, StatsQuery};
 
@@ -23,7 +23,7 @@ pub async fn timeseries(
 ) -> sqlx::Result<Timeseries> {
     let (from, to) = (q.range.from(), q.range.to());
     let starts = q.zone.bucket_starts(from, to, bucket);
-    let counts = if bucket == Bucket::Hour && starts.iter().all(|s| on_utc_hour(*s)) {
+    let counts = if reads_utc_hours(bucket, &starts) {
         utc_hours(db, q, &starts).await?
     } else {
         bucket_counts(&mut *db, action(q), &clip(&starts, from, to)).await?
@@ -44,6 +44,27 @@ pub async fn timeseries(
         bucket,
         points,
     })
+}
+
+/// Stores the edges of this series' buckets that are closed (migration 10), so that the next
+/// computation of a series in this zone reads them instead of every per-user row of its days.
+/// UTC series have no edges but at the ends of an unaligned range: they store nothing.
+pub async fn store_timeseries_edges(
+    db: impl sqlx::PgExecutor<'_>,
+    q: &StatsQuery,
+    bucket: Bucket,
+) -> sqlx::Result<u64> {
+    let (from, to) = (q.range.from(), q.range.to());
+    let starts = q.zone.bucket_starts(from, to, bucket);
+    if q.zone.is_utc() || reads_utc_hours(bucket, &starts) {
+        return Ok(0);
+    }
+    store_edges(db, action(q), &clip(&starts, from, to)).await
+}
+
+/// Hour buckets that are all UTC hours read the hourly rollups directly.
+fn reads_utc_hours(bucket: Bucket, starts: &[DateTime<Utc>]) -> bool {
+    bucket == Bucket::Hour && starts.iter().all(|s| on_utc_hour(*s))
 }
 
 fn on_utc_hour(t: DateTime<Utc>) -> bool {
