@@ -33,18 +33,9 @@ pub(crate) struct StatsParams {
 impl StatsQuery {
     pub(crate) fn parse(p: &StatsParams, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let zone = Zone::parse(p.tz.as_deref())
-            .map_err(|e| errors.push(e))
-            .unwrap_or_default();
+        let (zone, action) = zone_and_action(p, &mut errors);
         let range = TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now, zone)
             .map_err(|e| errors.extend(e))
-            .ok();
-        let action = p
-            .action
-            .as_deref()
-            .map(Action::parse)
-            .transpose()
-            .map_err(|m| errors.push(FieldError::new("action", m)))
             .ok();
         match (range, action) {
             (Some(range), Some(action)) if errors.is_empty() => Ok(Self {
@@ -66,6 +57,25 @@ impl StatsQuery {
             zone_suffix(self.zone)
         )
     }
+}
+
+/// `tz` and `action`, which every statistic takes; what is wrong with them goes to `errors` (the
+/// zone falls back to UTC so that the other parameters are still checked against something).
+fn zone_and_action(
+    p: &StatsParams,
+    errors: &mut Vec<FieldError>,
+) -> (Zone, Option<Option<Action>>) {
+    let zone = Zone::parse(p.tz.as_deref())
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
+    let action = p
+        .action
+        .as_deref()
+        .map(Action::parse)
+        .transpose()
+        .map_err(|m| errors.push(FieldError::new("action", m)))
+        .ok();
+    (zone, action)
 }
 
 /// `&tz=<name>` for a zone other than UTC: UTC entries keep the keys they always had.
@@ -144,6 +154,22 @@ impl ActiveUsersDay {
                 .map_err(|_| FieldError::new("date", "must be a YYYY-MM-DD date"))?,
         };
         Ok(Self { date, zone })
+    }
+
+    /// The `date`, `tz` and `action` of an active-users request, every error reported at once.
+    pub(crate) fn parse_request(
+        p: &StatsParams,
+        now: DateTime<Utc>,
+    ) -> Result<(Self, Option<Action>), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let (zone, action) = zone_and_action(p, &mut errors);
+        let day = Self::parse(p.date.as_deref(), zone, now)
+            .map_err(|e| errors.push(e))
+            .ok();
+        match (day, action) {
+            (Some(day), Some(action)) if errors.is_empty() => Ok((day, action)),
+            _ => Err(errors),
+        }
     }
 
     /// The `days` local days ending with `date`: from the midnight `days - 1` days before it to

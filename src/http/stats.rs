@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use crate::auth::{Authorized, ReadRole};
 use crate::cache::Freshness;
 use crate::domain::stats_query::{ActiveUsersDay, StatsParams, parse_user_id};
-use crate::domain::{Action, Bucket, StatsQuery, TopUsersLimit, Zone};
+use crate::domain::{Bucket, StatsQuery, TopUsersLimit};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::state::AppState;
 use crate::statistics::{self, Answer};
@@ -164,26 +164,8 @@ pub(crate) async fn active_users(
     params: web::Query<StatsParams>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let mut errors = Vec::new();
-    let zone = Zone::parse(params.tz.as_deref())
-        .map_err(|e| errors.push(e))
-        .unwrap_or_default();
-    let day = ActiveUsersDay::parse(params.date.as_deref(), zone, Utc::now())
-        .map_err(|e| errors.push(e))
-        .ok();
-    let action = params
-        .action
-        .as_deref()
-        .map(Action::parse)
-        .transpose()
-        .map_err(|m| errors.push(FieldError::new("action", m)))
-        .ok();
-    let (Some(day), Some(action)) = (day, action) else {
-        return Err(ApiError::Validation(errors));
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let (day, action) =
+        ActiveUsersDay::parse_request(&params, Utc::now()).map_err(ApiError::Validation)?;
     Ok(respond(
         &req,
         statistics::active_users(&state, day, action, freshness(&req)).await?,
