@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::FieldError;
 use super::pagination::parse_bounded;
+use super::time_range::parse_date;
 use super::{Action, TimeRange, Zone};
 
 /// The common part of every statistics request: a range, an optional action, and the zone whose
@@ -150,8 +151,9 @@ impl ActiveUsersDay {
     ) -> Result<Self, FieldError> {
         let date = match raw {
             None => zone.date_of(now),
-            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                .map_err(|_| FieldError::new("date", "must be a YYYY-MM-DD date"))?,
+            Some(d) => {
+                parse_date(d).ok_or_else(|| FieldError::new("date", "must be a YYYY-MM-DD date"))?
+            }
         };
         Ok(Self { date, zone })
     }

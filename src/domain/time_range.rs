@@ -1,6 +1,6 @@
 //! `TimeRange`: a half-open UTC interval `[from, to)` as the statistics endpoints take it.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc};
 
 use super::{FieldError, Zone};
 
@@ -17,20 +17,25 @@ pub struct TimeRange {
 
 /// Parses RFC 3339 (`2026-11-29T10:15:00Z`) or a bare date (`2026-11-29`, UTC midnight).
 pub fn parse_instant(raw: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map(|d| d.and_time(NaiveTime::MIN).and_utc())
-        .map_err(|_| "must be an RFC 3339 timestamp or a YYYY-MM-DD date".to_owned())
+    parse_instant_in(raw, Zone::UTC)
 }
 
 /// Like `parse_instant`, a bare date being the first instant of that date in `zone`.
 pub(crate) fn parse_instant_in(raw: &str, zone: Zone) -> Result<DateTime<Utc>, String> {
-    match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        Ok(d) => Ok(zone.midnight(d)),
-        Err(_) => parse_instant(raw),
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
     }
+    parse_date(raw)
+        .map(|d| zone.midnight(d))
+        .ok_or_else(|| "must be an RFC 3339 timestamp or a YYYY-MM-DD date".to_owned())
+}
+
+/// A `YYYY-MM-DD` date of years 1 to 9999, as RFC 3339 allows: chrono would also read
+/// `+262142-12-31`, the last date it can hold, and a day after it cannot be counted.
+pub(crate) fn parse_date(raw: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .filter(|d| (1..=9999).contains(&d.year()))
 }
 
 /// A range cut at UTC midnights. `[whole_from, whole_to)` is made of whole UTC days, which the

@@ -358,6 +358,10 @@ async fn statistics_parameters_are_validated() {
         ("active-users?date=2026-02-30", "date"),
         ("users/not-a-uuid", "user_id"),
         ("summary?tz=Mars/Olympus_Mons", "tz"),
+        // The last dates chrono can hold: a day after them cannot be counted.
+        ("active-users?date=%2B262142-12-31", "date"),
+        ("summary?from=%2B262142-12-30", "from"),
+        ("timeseries?from=-262143-01-01&to=2026-01-01", "from"),
         ("timeseries?tz=europe/berlin", "tz"),
         ("active-users?tz=UTC%2B05:00", "tz"),
         ("top-users?tz=", "tz"),
