@@ -144,7 +144,7 @@ impl Zone {
     }
 
     /// The start of the bucket after the one starting at `start`.
-    fn next_bucket(self, start: DateTime<Utc>, bucket: Bucket) -> DateTime<Utc> {
+    pub(crate) fn next_bucket(self, start: DateTime<Utc>, bucket: Bucket) -> DateTime<Utc> {
         let date = self.naive(start).date();
         let next = match bucket {
             Bucket::Day => self.midnight(date + Duration::days(1)),

@@ -583,3 +583,42 @@ async fn seed_leaves_exact_rollups_and_every_index_whether_the_table_was_empty_o
     assert_every_statistic_matches(&app.pool, &world).await;
     assert_rollups_equal_a_rebuild(&app.pool).await;
 }
+
+#[tokio::test]
+async fn stored_edges_do_not_grow_with_the_ranges_and_actions_a_client_invents() {
+    let app = spawn_app().await;
+    let world = World::dst_spring_2026();
+    write_randomly(&app, &world, 9, 40).await;
+    let zone: Zone = serde_json::from_value(json!("Asia/Kathmandu")).expect("zone");
+    let now = "2026-04-20T00:00:00Z".parse().expect("now");
+    let store = async |from: &str, action: Option<&str>| {
+        let q = StatsQuery {
+            range: TimeRange::parse(Some(from), Some("2026-04-01"), now, zone).expect("range"),
+            action: action.map(|a| Action::parse(a).expect("action")),
+            zone,
+        };
+        stats::store_timeseries_edges(&app.pool, &q, Bucket::Day)
+            .await
+            .expect("store");
+        let stored: i64 = sqlx::query_scalar("select count(*) from activity_spans")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+        stored
+    };
+    let whole_days = store("2026-03-02", None).await;
+    assert!(whole_days > 0, "the local days of March were stored");
+    // The same days from other starting minutes: only their whole days, already stored.
+    for from in [
+        "2026-03-01T18:22:00Z",
+        "2026-03-01T18:31:00Z",
+        "2026-03-02T07:00:00Z",
+    ] {
+        assert_eq!(store(from, None).await, whole_days, "from {from}");
+    }
+    // An action nobody did has nothing to store.
+    assert_eq!(
+        store("2026-03-02", Some("nobody_did_this")).await,
+        whole_days
+    );
+}

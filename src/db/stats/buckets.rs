@@ -293,9 +293,10 @@ pub(crate) async fn store_edges(
               and p.version <> m.version
         ), header as (
             insert into activity_spans (lo, hi, action, version, events, value_sum)
-            select m.lo, m.hi, coalesce($1::text, ''), m.version, coalesce(c.events, 0),
-                   coalesce(c.value_sum, 0)
-            from missing m left join counts c using (b)
+            select m.lo, m.hi, coalesce($1::text, ''), m.version, c.events, c.value_sum
+            from missing m join counts c using (b)
+            -- Nothing happened (an action nobody did): nothing to store, and nothing to read.
+            where c.events <> 0
             on conflict do nothing
             returning lo, hi, version
         )

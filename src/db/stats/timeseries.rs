@@ -59,7 +59,13 @@ pub async fn store_timeseries_edges(
     if q.zone.is_utc() || reads_utc_hours(bucket, &starts) {
         return Ok(0);
     }
-    store_edges(db, action(q), &clip(&starts, from, to)).await
+    // Whole buckets only: a range cut anywhere would otherwise store two new edges per request,
+    // and the table would grow with every range a client can think of.
+    let whole: Vec<_> = clip(&starts, from, to)
+        .into_iter()
+        .filter(|&(lo, hi)| starts.contains(&lo) && hi == q.zone.next_bucket(lo, bucket))
+        .collect();
+    store_edges(db, action(q), &whole).await
 }
 
 /// Hour buckets that are all UTC hours read the hourly rollups directly.
