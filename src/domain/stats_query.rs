@@ -112,7 +112,7 @@ impl Bucket {
         }
     }
 
-    /// The unit name Postgres' `date_trunc` and `interval` understand.
+    /// The name the API and cache keys use.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Hour => "hour",

@@ -94,7 +94,11 @@ impl Zone {
 
     /// The first instant of local date `d`.
     pub fn midnight(self, d: NaiveDate) -> DateTime<Utc> {
-        let naive = d.and_time(NaiveTime::MIN);
+        self.first_instant(d.and_time(NaiveTime::MIN))
+    }
+
+    /// The first instant whose local time is `naive`, or the end of the jump over it.
+    fn first_instant(self, naive: NaiveDateTime) -> DateTime<Utc> {
         self.instants(naive)
             .into_iter()
             .min()
@@ -104,11 +108,7 @@ impl Zone {
     /// The instant `days` days before `t` on the zone's clocks (the same local time, or the
     /// first instant after it when the clocks skipped it).
     pub(crate) fn days_before(self, t: DateTime<Utc>, days: i64) -> DateTime<Utc> {
-        let naive = self.naive(t) - Duration::days(days);
-        self.instants(naive)
-            .into_iter()
-            .min()
-            .unwrap_or(t - Duration::days(days))
+        self.first_instant(self.naive(t) - Duration::days(days))
     }
 
     /// How long `[from, to)` looks on the zone's clocks.

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use crate::db::stats::{
     ActionCount, ActiveUsers, Point, Summary, TopUser, TopUsers, UserStats, average,
 };
+use crate::domain::stats_query::ActiveUsersDay;
 use crate::domain::{LiveWrite, LocalTime, Zone};
 
 /// How many more users than asked a top-users entry keeps: a create by someone below the list
@@ -315,13 +316,17 @@ fn timeseries(
 }
 
 fn active_users(answer: &mut ActiveUsers, action: Option<&str>, tz: Zone, w: &LiveWrite) {
-    let end = tz.midnight(answer.date + Duration::days(1));
+    // The windows the query counted over.
+    let day = ActiveUsersDay {
+        date: answer.date,
+        zone: tz,
+    };
     for (days, count) in [
         (1, &mut answer.dau),
         (7, &mut answer.wau),
         (30, &mut answer.mau),
     ] {
-        let start = tz.midnight(answer.date - Duration::days(days - 1));
+        let (start, end) = day.window(days);
         if w.falls_in(start, end, action) && !w.user_already_in(start, end, action.is_some()) {
             *count += 1;
         }
