@@ -47,7 +47,7 @@ pub(crate) async fn forget_rollups(
               user_daily as (delete from activity_user_daily where day >= $1 and day < $2),
               user_action_daily as (delete from activity_user_action_daily where day >= $1 and day < $2),
               day_users as (delete from activity_day_users where day >= $1 and day < $2),
-              hourly as (delete from activity_hourly where hour >= $3 and hour < $4),
+              quarters as (delete from activity_quarter_hours where quarter >= $3 and quarter < $4),
               -- Stored edges of other zones' days (their bitmaps go with them, on delete cascade).
               spans as (delete from activity_spans where lo < $4),
               versions as (delete from activity_day_versions where day >= $1 and day < $2)
@@ -56,6 +56,14 @@ pub(crate) async fn forget_rollups(
         end,
         midnight(first),
         midnight(end),
+    )
+    .execute(&mut *tx)
+    .await?;
+    // The hour windows starting in the last three quarters of the last day reach into the first
+    // day kept: counted again from that day's masks alone.
+    sqlx::query!(
+        "select activity_hour_users_rebuild($1, $1)",
+        end - Duration::days(1)
     )
     .execute(&mut *tx)
     .await?;

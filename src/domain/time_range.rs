@@ -59,8 +59,15 @@ fn start_of_day(t: DateTime<Utc>) -> DateTime<Utc> {
     t.date_naive().and_time(NaiveTime::MIN).and_utc()
 }
 
-fn start_of_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    start_of_day(t) + Duration::hours(i64::from(t.hour()))
+/// The UTC quarter hour `t` falls in: every offset in use is a multiple of 15 minutes, so every
+/// local midnight and hour starts on one (migration 11).
+pub(crate) fn start_of_quarter(t: DateTime<Utc>) -> DateTime<Utc> {
+    start_of_day(t) + Duration::minutes(i64::from(t.hour() * 60 + t.minute() / 15 * 15))
+}
+
+/// The number of `t`'s quarter hour within its UTC day, 0 to 95.
+fn quarter_of_day(t: DateTime<Utc>) -> usize {
+    (t.hour() * 4 + t.minute() / 15) as usize
 }
 
 /// `t` if `start_of` leaves it as it is, else the next such start, `step` later.
@@ -73,16 +80,16 @@ fn at_or_after(
     if start == t { t } else { start + step }
 }
 
-/// How a range is read (docs/rollups.md, "Hours"): whole UTC days from the daily rollups, the
-/// whole hours of the partial days from the hourly ones, and only what is left, less than an hour
-/// at either end, from `activities`.
+/// How a range is read (docs/rollups.md, "Quarter hours"): whole UTC days from the daily rollups,
+/// the whole quarter hours of the partial days from the quarter-hour ones, and only what is left,
+/// less than a quarter hour at either end, from `activities`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pieces {
     /// Whole days, `[first, end)`.
     pub(crate) days: (NaiveDate, NaiveDate),
-    /// Spans of whole hours outside the whole days, `[from, to)`.
-    pub(crate) hours: Vec<(DateTime<Utc>, DateTime<Utc>)>,
-    /// Spans shorter than an hour, read from the events.
+    /// Spans of whole quarter hours outside the whole days, `[from, to)`.
+    pub(crate) quarters: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Spans shorter than a quarter hour, read from the events.
     pub(crate) raw: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
@@ -92,14 +99,14 @@ impl Pieces {
             return;
         }
         let (first, end) = (
-            at_or_after(from, start_of_hour, Duration::hours(1)),
-            start_of_hour(to),
+            at_or_after(from, start_of_quarter, Duration::minutes(15)),
+            start_of_quarter(to),
         );
         if first >= end {
             self.raw.push((from, to));
             return;
         }
-        self.hours.push((first, end));
+        self.quarters.push((first, end));
         if from < first {
             self.raw.push((from, first));
         }
@@ -108,22 +115,22 @@ impl Pieces {
         }
     }
 
-    /// The hours of `hours` per UTC day, as the `bit(24)` masks of the per-user day rollups
-    /// (bit h, counted from the left, is hour h), in date order.
-    pub(crate) fn hour_masks(&self) -> Vec<(NaiveDate, String)> {
+    /// The quarters of `quarters` per UTC day, as the `bit(96)` masks of the per-user day
+    /// rollups (bit q, counted from the left, is quarter q), in date order.
+    pub(crate) fn quarter_masks(&self) -> Vec<(NaiveDate, String)> {
         let mut masks: Vec<(NaiveDate, String)> = Vec::new();
-        for &(from, to) in &self.hours {
-            let mut hour = from;
-            while hour < to {
-                let day = hour.date_naive();
+        for &(from, to) in &self.quarters {
+            let mut quarter = from;
+            while quarter < to {
+                let day = quarter.date_naive();
                 if masks.last().is_none_or(|(d, _)| *d != day) {
-                    masks.push((day, "0".repeat(24)));
+                    masks.push((day, "0".repeat(96)));
                 }
                 if let Some((_, mask)) = masks.last_mut() {
-                    let h = hour.hour() as usize;
-                    mask.replace_range(h..=h, "1");
+                    let q = quarter_of_day(quarter);
+                    mask.replace_range(q..=q, "1");
                 }
-                hour += Duration::hours(1);
+                quarter += Duration::minutes(15);
             }
         }
         masks
@@ -207,28 +214,16 @@ impl TimeRange {
         }
     }
 
-    /// The range cut for the rollups: whole days, whole hours around them, the rest.
+    /// The range cut for the rollups: whole days, whole quarter hours around them, the rest.
     pub(crate) fn pieces(&self) -> Pieces {
         let split = self.split_days();
         let mut pieces = Pieces {
             days: split.days(),
-            hours: Vec::new(),
+            quarters: Vec::new(),
             raw: Vec::new(),
         };
         pieces.add_edge(self.from, split.whole_from);
         pieces.add_edge(split.whole_to, self.to);
-        pieces
-    }
-
-    /// The range cut for hour buckets: whole hours, and the partial hours at either end.
-    pub(crate) fn hour_pieces(&self) -> Pieces {
-        let day = self.to.date_naive();
-        let mut pieces = Pieces {
-            days: (day, day),
-            hours: Vec::new(),
-            raw: Vec::new(),
-        };
-        pieces.add_edge(self.from, self.to);
         pieces
     }
 
@@ -310,65 +305,62 @@ mod tests {
     }
 
     #[test]
-    fn cuts_partial_days_into_whole_hours_and_short_raw_spans() {
+    fn cuts_partial_days_into_whole_quarter_hours_and_short_raw_spans() {
         let r =
-            TimeRange::new(at("2026-11-01T22:30:00Z"), at("2026-11-04T02:10:00Z")).expect("valid");
+            TimeRange::new(at("2026-11-01T22:40:00Z"), at("2026-11-04T02:10:00Z")).expect("valid");
         let p = r.pieces();
         assert_eq!(
             p.days,
             (at("2026-11-02").date_naive(), at("2026-11-04").date_naive())
         );
         assert_eq!(
-            p.hours,
+            p.quarters,
             [
-                (at("2026-11-01T23:00:00Z"), at("2026-11-02")),
+                (at("2026-11-01T22:45:00Z"), at("2026-11-02")),
                 (at("2026-11-04"), at("2026-11-04T02:00:00Z"))
             ]
         );
         assert_eq!(
             p.raw,
             [
-                (at("2026-11-01T22:30:00Z"), at("2026-11-01T23:00:00Z")),
+                (at("2026-11-01T22:40:00Z"), at("2026-11-01T22:45:00Z")),
                 (at("2026-11-04T02:00:00Z"), at("2026-11-04T02:10:00Z"))
             ]
         );
-        let masks = p.hour_masks();
+        let masks = p.quarter_masks();
         assert_eq!(masks.len(), 2);
         assert_eq!(
             masks[0],
             (
                 at("2026-11-01").date_naive(),
-                format!("{}1", "0".repeat(23))
+                format!("{}11111", "0".repeat(91))
             )
         );
         assert_eq!(
             masks[1],
             (
                 at("2026-11-04").date_naive(),
-                format!("11{}", "0".repeat(22))
+                format!("{}{}", "1".repeat(8), "0".repeat(88))
             )
         );
 
-        // Under a day across midnight: no whole day, whole hours on both sides of it.
+        // Under a day across midnight: no whole day, whole quarters on both sides of it.
         let r =
             TimeRange::new(at("2026-11-01T21:15:00Z"), at("2026-11-02T01:00:00Z")).expect("valid");
         let p = r.pieces();
         assert_eq!(p.days.0, p.days.1);
         assert_eq!(
-            p.hours,
-            [(at("2026-11-01T22:00:00Z"), at("2026-11-02T01:00:00Z"))]
+            p.quarters,
+            [(at("2026-11-01T21:15:00Z"), at("2026-11-02T01:00:00Z"))]
         );
-        assert_eq!(
-            p.raw,
-            [(at("2026-11-01T21:15:00Z"), at("2026-11-01T22:00:00Z"))]
-        );
-        assert_eq!(p.hour_masks().len(), 2);
+        assert!(p.raw.is_empty());
+        assert_eq!(p.quarter_masks().len(), 2);
 
-        // Inside one hour: all raw.
+        // Inside one quarter: all raw.
         let r =
-            TimeRange::new(at("2026-11-01T21:15:00Z"), at("2026-11-01T21:45:00Z")).expect("valid");
-        assert_eq!(r.hour_pieces().raw, [(r.from(), r.to())]);
-        assert!(r.hour_pieces().hours.is_empty());
+            TimeRange::new(at("2026-11-01T21:16:00Z"), at("2026-11-01T21:29:00Z")).expect("valid");
+        assert_eq!(r.pieces().raw, [(r.from(), r.to())]);
+        assert!(r.pieces().quarters.is_empty());
     }
 
     #[test]

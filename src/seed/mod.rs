@@ -82,7 +82,7 @@ pub async fn run(pool: &PgPool, o: SeedOptions, if_empty: bool) -> anyhow::Resul
         "indexes and rollups built"
     );
     // Fresh statistics so the planner sees the new distribution at once.
-    sqlx::raw_sql("analyze activities, activity_daily, activity_hourly, activity_hour_users, activity_user_daily, activity_user_action_daily, activity_day_users, activity_users")
+    sqlx::raw_sql("analyze activities, activity_daily, activity_quarter_hours, activity_hour_users, activity_user_daily, activity_user_action_daily, activity_day_users, activity_users")
         .execute(pool)
         .await?;
     let secs = started.elapsed().as_secs_f64();

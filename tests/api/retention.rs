@@ -147,8 +147,10 @@ async fn retention_drops_expired_months_with_their_rollups_and_cached_answers() 
               + (select count(*) from activity_user_daily where day < $1)
               + (select count(*) from activity_user_action_daily where day < $1)
               + (select count(*) from activity_day_users where day < $1)
-              + (select count(*) from activity_hourly where hour < $1::date::timestamp at time zone 'UTC')
-              + (select count(*) from activity_hour_users where hour < $1::date::timestamp at time zone 'UTC')",
+              + (select count(*) from activity_quarter_hours where quarter < $1::date::timestamp at time zone 'UTC')
+              -- Hour windows starting in the dropped month's last 45 minutes reach into the next.
+              + (select count(*) from activity_hour_users
+                 where hour < $1::date::timestamp at time zone 'UTC' - interval '45 minutes')",
     )
     .bind(old_month + chrono::Months::new(1))
     .fetch_one(&app.pool)

@@ -446,16 +446,16 @@ async fn rollup_tables(pool: &PgPool) -> Vec<String> {
          from activity_daily group by day, action
          having sum(events) <> 0 or sum(value_sum) <> 0 or sum(duration_count) <> 0
          order by day, action",
-        "select concat_ws(' ', hour, action, sum(events), trim_scale(sum(value_sum)),
+        "select concat_ws(' ', quarter, action, sum(events), trim_scale(sum(value_sum)),
                           trim_scale(sum(duration_sum)), sum(duration_count))
-         from activity_hourly group by hour, action
+         from activity_quarter_hours group by quarter, action
          having sum(events) <> 0 or sum(value_sum) <> 0 or sum(duration_count) <> 0
-         order by hour, action",
+         order by quarter, action",
         "select concat_ws(' ', hour, action, sum(users)) from activity_hour_users
          group by hour, action having sum(users) <> 0 order by hour, action",
-        "select concat_ws(' ', day, user_id, events, trim_scale(value_sum), hours)
+        "select concat_ws(' ', day, user_id, events, trim_scale(value_sum), quarters)
          from activity_user_daily order by user_id, day",
-        "select concat_ws(' ', day, user_id, action, events, trim_scale(value_sum), hours)
+        "select concat_ws(' ', day, user_id, action, events, trim_scale(value_sum), quarters)
          from activity_user_action_daily order by user_id, action, day",
         // A bitmap whose last bit was cleared stays as zeros; a rebuild does not make it.
         "select concat_ws(' ', day, action, chunk, users) from activity_day_users

@@ -1,9 +1,10 @@
 //! Events, value sums and distinct users per bucket, where a bucket is any span of instants: the
-//! local days, weeks and months of any zone, the hours of a zone whose offset is not a whole hour,
-//! the windows of active users. Each bucket is cut like a summary's range (`TimeRange::pieces`):
-//! whole UTC days from the daily rollups, whole UTC hours from the hourly ones and the hour masks
-//! of the per-user day rows, and only spans under an hour from `activities`. A UTC day bucket is
-//! one whole day; a Berlin one is 23 hours of one UTC day and one of the day before.
+//! local days, weeks and months of any zone, hour buckets cut short by the range or by a change
+//! of the clocks, the windows of active users. Each bucket is cut like a summary's range
+//! (`TimeRange::pieces`): whole UTC days from the daily rollups, whole UTC quarter hours from the
+//! quarter-hour ones and the quarter masks of the per-user day rows, and only spans under a
+//! quarter hour from `activities`. A UTC day bucket is one whole day; a Berlin one is 23 hours of
+//! one UTC day and one of the day before, a Kathmandu one 23 h 15 min and 45 min.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgExecutor;
@@ -18,9 +19,9 @@ pub(crate) struct BucketPieces {
     pub(crate) days_from: Vec<NaiveDate>,
     pub(crate) days_to: Vec<NaiveDate>,
     pub(crate) day_bucket: Vec<i32>,
-    pub(crate) hours_from: Vec<DateTime<Utc>>,
-    pub(crate) hours_to: Vec<DateTime<Utc>>,
-    pub(crate) hour_bucket: Vec<i32>,
+    pub(crate) quarters_from: Vec<DateTime<Utc>>,
+    pub(crate) quarters_to: Vec<DateTime<Utc>>,
+    pub(crate) quarter_bucket: Vec<i32>,
     pub(crate) raw_from: Vec<DateTime<Utc>>,
     pub(crate) raw_to: Vec<DateTime<Utc>>,
     pub(crate) raw_bucket: Vec<i32>,
@@ -53,22 +54,22 @@ impl BucketPieces {
                 all.days_to.push(pieces.days.1);
                 all.day_bucket.push(b);
             }
-            for &(lo, hi) in &pieces.hours {
-                all.hours_from.push(lo);
-                all.hours_to.push(hi);
-                all.hour_bucket.push(b);
+            for &(lo, hi) in &pieces.quarters {
+                all.quarters_from.push(lo);
+                all.quarters_to.push(hi);
+                all.quarter_bucket.push(b);
             }
             for &(lo, hi) in &pieces.raw {
                 all.raw_from.push(lo);
                 all.raw_to.push(hi);
                 all.raw_bucket.push(b);
             }
-            for (day, mask) in pieces.hour_masks() {
+            for (day, mask) in pieces.quarter_masks() {
                 all.mask_days.push(day);
                 all.masks.push(mask);
                 all.mask_bucket.push(b);
             }
-            let has_edge = !pieces.hours.is_empty() || !pieces.raw.is_empty();
+            let has_edge = !pieces.quarters.is_empty() || !pieces.raw.is_empty();
             if has_edge && to <= stored_until {
                 all.stored_from.push(from);
                 all.stored_to.push(to);
@@ -123,8 +124,8 @@ pub(crate) async fn bucket_counts(
 ) -> sqlx::Result<Vec<BucketCounts>> {
     let p = BucketPieces::new(spans, stored_until(Utc::now()));
     // `raw` is materialised so that it is scanned once for the totals and once for the users.
-    // The users of the hour pieces are those whose day row's hour mask meets the bucket's
-    // hours; with the raw spans' users they become bitmaps like the days' own, and a bucket's
+    // The users of the quarter pieces are those whose day row's quarter mask meets the bucket's
+    // quarters; with the raw spans' users they become bitmaps like the days' own, and a bucket's
     // distinct users are the popcount of the OR of all its bitmaps.
     let rows = sqlx::query!(
         r#"with valid as (
@@ -136,8 +137,12 @@ pub(crate) async fn bucket_counts(
         ), raw as materialized (
             select r.b, e.user_id, e.value
             from unnest($8::timestamptz[], $9::timestamptz[], $10::int4[]) r(lo, hi, b)
-            join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
-            where ($1::text is null or e.action = $1) and r.b not in (select b from valid)
+            cross join lateral (
+                select e.user_id, e.value from activities e
+                where e.occurred_at >= r.lo and e.occurred_at < r.hi and ($1::text is null or e.action = $1)
+                offset 0
+            ) e
+            where r.b not in (select b from valid)
         ), days as (
             select lo, hi, b from unnest($2::date[], $3::date[], $4::int4[]) d(lo, hi, b)
         ), counts as (
@@ -149,7 +154,7 @@ pub(crate) async fn bucket_counts(
                 union all
                 select r.b, h.events, h.value_sum
                 from unnest($5::timestamptz[], $6::timestamptz[], $7::int4[]) r(lo, hi, b)
-                join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
+                join activity_quarter_hours h on h.quarter >= r.lo and h.quarter < r.hi
                 where ($1::text is null or h.action = $1) and r.b not in (select b from valid)
                 union all
                 select b, 1, coalesce(value::numeric, 0) from raw
@@ -158,21 +163,25 @@ pub(crate) async fn bucket_counts(
             ) t
             group by b
         ), masks as (
-            select day, mask::bit(24) as mask, b
+            select day, mask::bit(96) as mask, b
             from unnest($11::date[], $12::text[], $13::int4[]) m(day, mask, b)
             where b not in (select b from valid)
         ), edge_rows as (
-            -- Each edge day's rows once, however many buckets share the day.
-            select a.day, a.user_id, a.hours
-            from (select distinct day from masks) d join activity_user_daily a on a.day = d.day
+            -- Each edge day's rows once, however many buckets share the day. Each day is an index
+            -- range (lateral, fenced by `offset 0`): guessing thirty days where there are three,
+            -- the planner would scan the whole table.
+            select a.day, a.user_id, a.quarters
+            from (select distinct day from masks) d,
+                 lateral (select * from activity_user_daily a where a.day = d.day offset 0) a
             where $1::text is null
             union all
-            select a.day, a.user_id, a.hours
-            from (select distinct day from masks) d join activity_user_action_daily a on a.day = d.day
-            where a.action = $1
+            select a.day, a.user_id, a.quarters
+            from (select distinct day from masks) d,
+                 lateral (select * from activity_user_action_daily a
+                          where a.day = d.day and a.action = $1 offset 0) a
         ), edge_users as (
             select m.b, r.user_id
-            from edge_rows r join masks m on m.day = r.day and (r.hours & m.mask) <> B'0'::bit(24)
+            from edge_rows r join masks m on m.day = r.day and (r.quarters & m.mask) <> B'0'::bit(96)
             union all
             select b, user_id from raw
         ), bitmaps as (
@@ -201,9 +210,9 @@ pub(crate) async fn bucket_counts(
         &p.days_from,
         &p.days_to,
         &p.day_bucket,
-        &p.hours_from,
-        &p.hours_to,
-        &p.hour_bucket,
+        &p.quarters_from,
+        &p.quarters_to,
+        &p.quarter_bucket,
         &p.raw_from,
         &p.raw_to,
         &p.raw_bucket,
@@ -252,34 +261,40 @@ pub(crate) async fn store_edges(
         ), raw as materialized (
             select r.b, e.user_id, e.value
             from unnest($5::timestamptz[], $6::timestamptz[], $7::int4[]) r(lo, hi, b)
-            join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
-            where ($1::text is null or e.action = $1) and r.b in (select b from missing)
+            cross join lateral (
+                select e.user_id, e.value from activities e
+                where e.occurred_at >= r.lo and e.occurred_at < r.hi and ($1::text is null or e.action = $1)
+                offset 0
+            ) e
+            where r.b in (select b from missing)
         ), counts as (
             select b, sum(events)::int8 as events, sum(value_sum) as value_sum
             from (
                 select r.b, h.events, h.value_sum
                 from unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) r(lo, hi, b)
-                join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
+                join activity_quarter_hours h on h.quarter >= r.lo and h.quarter < r.hi
                 where ($1::text is null or h.action = $1) and r.b in (select b from missing)
                 union all
                 select b, 1, coalesce(value::numeric, 0) from raw
             ) t
             group by b
         ), masks as (
-            select day, mask::bit(24) as mask, b
+            select day, mask::bit(96) as mask, b
             from unnest($8::date[], $9::text[], $10::int4[]) m(day, mask, b)
             where b in (select b from missing)
         ), edge_rows as (
-            select a.day, a.user_id, a.hours
-            from (select distinct day from masks) d join activity_user_daily a on a.day = d.day
+            select a.day, a.user_id, a.quarters
+            from (select distinct day from masks) d,
+                 lateral (select * from activity_user_daily a where a.day = d.day offset 0) a
             where $1::text is null
             union all
-            select a.day, a.user_id, a.hours
-            from (select distinct day from masks) d join activity_user_action_daily a on a.day = d.day
-            where a.action = $1
+            select a.day, a.user_id, a.quarters
+            from (select distinct day from masks) d,
+                 lateral (select * from activity_user_action_daily a
+                          where a.day = d.day and a.action = $1 offset 0) a
         ), edge_users as (
             select m.b, r.user_id
-            from edge_rows r join masks m on m.day = r.day and (r.hours & m.mask) <> B'0'::bit(24)
+            from edge_rows r join masks m on m.day = r.day and (r.quarters & m.mask) <> B'0'::bit(96)
             union all
             select b, user_id from raw
         ), bits as (
@@ -306,9 +321,9 @@ pub(crate) async fn store_edges(
         join missing m using (b)
         join header h on h.lo = m.lo and h.hi = m.hi and h.version = m.version"#,
         action,
-        &p.hours_from,
-        &p.hours_to,
-        &p.hour_bucket,
+        &p.quarters_from,
+        &p.quarters_to,
+        &p.quarter_bucket,
         &p.raw_from,
         &p.raw_to,
         &p.raw_bucket,

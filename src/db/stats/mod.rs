@@ -1,8 +1,8 @@
 //! The aggregate queries behind the statistics endpoints, and the JSON shapes they answer with.
 //!
 //! Each endpoint has its own module that reads the rollups (migrations 4 and 9, docs/rollups.md):
-//! whole UTC days and whole hours come from a few small rows kept exact by triggers, and only the
-//! minutes before the first whole hour and after the last come from `activities`. `reference`
+//! whole UTC days and whole quarter hours come from a few small rows kept exact by triggers, and
+//! only the minutes before the first whole quarter and after the last come from `activities`. `reference`
 //! computes every statistic from the raw rows alone; it is the definition the rollup queries must
 //! equal, and tests hold them to it.
 //! Ranges are half-open `[from, to)` instants; buckets and days are those of the request's zone
@@ -167,14 +167,14 @@ fn action(q: &StatsQuery) -> Option<&str> {
 }
 
 /// What a query over `pieces` reads (docs/rollups.md, "Hours"): the range, the action, the whole
-/// days, the starts and ends of the whole-hour spans and of the raw spans, and the edge days with
-/// their hour masks. Queries the macros check pass the fields by name.
+/// days, the starts and ends of the whole-quarter spans and of the raw spans, and the edge days
+/// with their quarter masks. Queries the macros check pass the fields by name.
 struct PieceArgs<'q> {
     action: Option<&'q str>,
     first_day: NaiveDate,
     end_day: NaiveDate,
-    hours_from: Vec<DateTime<Utc>>,
-    hours_to: Vec<DateTime<Utc>>,
+    quarters_from: Vec<DateTime<Utc>>,
+    quarters_to: Vec<DateTime<Utc>>,
     raw_from: Vec<DateTime<Utc>>,
     raw_to: Vec<DateTime<Utc>>,
     mask_days: Vec<NaiveDate>,
@@ -183,15 +183,15 @@ struct PieceArgs<'q> {
 
 impl<'q> PieceArgs<'q> {
     fn new(q: &'q StatsQuery, pieces: &Pieces) -> Self {
-        let (hours_from, hours_to) = Pieces::unzip(&pieces.hours);
+        let (quarters_from, quarters_to) = Pieces::unzip(&pieces.quarters);
         let (raw_from, raw_to) = Pieces::unzip(&pieces.raw);
-        let (mask_days, masks) = pieces.hour_masks().into_iter().unzip();
+        let (mask_days, masks) = pieces.quarter_masks().into_iter().unzip();
         Self {
             action: action(q),
             first_day: pieces.days.0,
             end_day: pieces.days.1,
-            hours_from,
-            hours_to,
+            quarters_from,
+            quarters_to,
             raw_from,
             raw_to,
             mask_days,

@@ -1,6 +1,6 @@
 //! Summary from the rollups: totals per action from `activity_daily`, distinct users from the
-//! OR of the day bitmaps, the partial days from the hourly rollups and the hour masks of the
-//! per-user rows, and under an hour at either end from `activities`.
+//! OR of the day bitmaps, the partial days from the quarter-hour rollups and the quarter masks of
+//! the per-user rows, and under a quarter hour at either end from `activities`.
 
 use sqlx::PgExecutor;
 
@@ -40,17 +40,22 @@ pub async fn summary_totals(
     q: &StatsQuery,
 ) -> sqlx::Result<SummaryTotals> {
     let a = PieceArgs::new(q, &q.range.pieces());
-    // `raw` (the spans under an hour) is materialised so it is scanned once. `edge_bits` are the
-    // users of the partial days as bitmaps like the days' own: those whose hour mask meets the whole
-    // hours read from `activity_hourly`, and those of the raw spans. Distinct users are the popcount
-    // of the OR of both.
+    // `raw` (the spans under a quarter hour) is materialised so it is scanned once; each span is
+    // a lateral, fenced index range, so that the planner expects a span's rows rather than a
+    // tenth of the table (which made it sort every bitmap: 45 against 75-100 ms for Berlin's 30
+    // days). `edge_bits` are the users of the partial days as bitmaps like the days' own: those
+    // whose quarter mask meets the whole quarters read from `activity_quarter_hours`, and those
+    // of the raw spans. Distinct users are the popcount of the OR of both.
     let rows = sqlx::query_as!(
         Row,
         r#"with raw as materialized (
             select e.user_id, e.action, e.value, e.duration_ms
             from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
-            join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
-            where ($1::text is null or e.action = $1)
+            cross join lateral (
+                select e.user_id, e.action, e.value, e.duration_ms from activities e
+                where e.occurred_at >= r.lo and e.occurred_at < r.hi and ($1::text is null or e.action = $1)
+                offset 0
+            ) e
         ), edge_bits as (
             select x.action, activity_user_chunk(u.ordinal) as chunk,
                    bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)) as users
@@ -58,7 +63,7 @@ pub async fn summary_totals(
                 select a.user_id, a.action
                 from unnest($8::date[], $9::text[]) m(day, mask)
                 join activity_user_action_daily a on a.day = m.day
-                where (a.hours & m.mask::bit(24)) <> B'0'::bit(24) and ($1::text is null or a.action = $1)
+                where (a.quarters & m.mask::bit(96)) <> B'0'::bit(96) and ($1::text is null or a.action = $1)
                 union all
                 select user_id, action from raw
             ) x
@@ -74,7 +79,7 @@ pub async fn summary_totals(
                 union all
                 select h.action, h.events, h.value_sum, h.duration_sum, h.duration_count
                 from unnest($4::timestamptz[], $5::timestamptz[]) r(lo, hi)
-                join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
+                join activity_quarter_hours h on h.quarter >= r.lo and h.quarter < r.hi
                 where ($1::text is null or h.action = $1)
                 union all
                 select action, count(*), coalesce(sum(value::numeric), 0), coalesce(sum(duration_ms), 0),
@@ -111,8 +116,8 @@ pub async fn summary_totals(
         a.action,
         a.first_day,
         a.end_day,
-        &a.hours_from,
-        &a.hours_to,
+        &a.quarters_from,
+        &a.quarters_to,
         &a.raw_from,
         &a.raw_to,
         &a.mask_days,

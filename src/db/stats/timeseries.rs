@@ -1,20 +1,20 @@
 //! Time series from the rollups. Buckets are the zone's: local days, ISO weeks and months start
 //! at local midnights, and an hour bucket wherever the local clocks show a whole hour.
 //!
-//! Where every hour bucket is a UTC hour (UTC, and every zone whose offset is a whole number of
-//! hours, DST included), hour buckets read the hourly rollups: totals from `activity_hourly`,
-//! distinct users from `activity_hour_users`, and only a partial hour at either end of the range
-//! from `activities`. Every other series (days, weeks, months in any zone; the hours of Kolkata
-//! or Kathmandu) is a list of spans of instants, each cut into rollup pieces by `bucket_counts`.
+//! An hour bucket starts on a UTC quarter hour in every zone (migration 11): when it lasts an
+//! hour, its totals are the four rows of `activity_quarter_hours` and its distinct users the
+//! count `activity_hour_users` keeps for the window starting there, in Kathmandu as in UTC. The
+//! other buckets (days, weeks, months; hours cut short by the range or by a change of the
+//! clocks) are spans of instants, each cut into rollup pieces by `bucket_counts`.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 
 use super::buckets::{BucketCounts, bucket_counts, clip, store_edges};
-use super::{PieceArgs, Point, Timeseries, action};
-use crate::domain::{Bucket, StatsQuery};
+use super::{Point, Timeseries, action};
+use crate::domain::{Bucket, StatsQuery, start_of_quarter};
 
 pub async fn timeseries(
     db: &mut PgConnection,
@@ -23,10 +23,11 @@ pub async fn timeseries(
 ) -> sqlx::Result<Timeseries> {
     let (from, to) = (q.range.from(), q.range.to());
     let starts = q.zone.bucket_starts(from, to, bucket);
-    let counts = if reads_utc_hours(bucket, &starts) {
-        utc_hours(db, q, &starts).await?
+    let spans = clip(&starts, from, to);
+    let counts = if bucket == Bucket::Hour {
+        hours(db, q, &spans).await?
     } else {
-        bucket_counts(&mut *db, action(q), &clip(&starts, from, to)).await?
+        bucket_counts(&mut *db, action(q), &spans).await?
     };
     let points = starts
         .iter()
@@ -48,7 +49,8 @@ pub async fn timeseries(
 
 /// Stores the edges of this series' buckets that are closed (migration 10), so that the next
 /// computation of a series in this zone reads them instead of every per-user row of its days.
-/// UTC series have no edges but at the ends of an unaligned range: they store nothing.
+/// UTC series have no edges but at the ends of an unaligned range, and hour buckets read
+/// windows: they store nothing.
 pub async fn store_timeseries_edges(
     db: impl sqlx::PgExecutor<'_>,
     q: &StatsQuery,
@@ -56,7 +58,7 @@ pub async fn store_timeseries_edges(
 ) -> sqlx::Result<u64> {
     let (from, to) = (q.range.from(), q.range.to());
     let starts = q.zone.bucket_starts(from, to, bucket);
-    if q.zone.is_utc() || reads_utc_hours(bucket, &starts) {
+    if q.zone.is_utc() || bucket == Bucket::Hour {
         return Ok(0);
     }
     // Whole buckets only: a range cut anywhere would otherwise store two new edges per request,
@@ -68,62 +70,58 @@ pub async fn store_timeseries_edges(
     store_edges(db, action(q), &whole).await
 }
 
-/// Hour buckets that are all UTC hours read the hourly rollups directly.
-fn reads_utc_hours(bucket: Bucket, starts: &[DateTime<Utc>]) -> bool {
-    bucket == Bucket::Hour && starts.iter().all(|s| on_utc_hour(*s))
+/// A bucket that is a whole hour starting on a quarter hour: an hour window (migration 11).
+fn is_window(&(lo, hi): &(DateTime<Utc>, DateTime<Utc>)) -> bool {
+    hi - lo == Duration::hours(1) && start_of_quarter(lo) == lo
 }
 
-fn on_utc_hour(t: DateTime<Utc>) -> bool {
-    t.minute() == 0 && t.second() == 0 && t.nanosecond() == 0
-}
-
-/// The counts of UTC hour buckets `starts`, in their order.
-async fn utc_hours(
+/// The counts of hour buckets `spans`, in their order: windows from the quarter-hour rollups
+/// and the window counts, the others (at most one at each end of the range and around a change
+/// of the clocks that is not a whole hour) cut into pieces.
+async fn hours(
     db: &mut PgConnection,
     q: &StatsQuery,
-    starts: &[DateTime<Utc>],
+    spans: &[(DateTime<Utc>, DateTime<Utc>)],
 ) -> sqlx::Result<Vec<BucketCounts>> {
-    let a = PieceArgs::new(q, &q.range.hour_pieces());
-    // A whole hour reads its totals from `activity_hourly` and its distinct users from
-    // `activity_hour_users` (action '' counts every action); a partial hour at either end of the
-    // range is read from `activities`. No hour is both.
+    let (windows, others): (Vec<usize>, Vec<usize>) =
+        (0..spans.len()).partition(|&i| is_window(&spans[i]));
+    let mut counts = vec![BucketCounts::default(); spans.len()];
+    if !others.is_empty() {
+        let cut: Vec<_> = others.iter().map(|&i| spans[i]).collect();
+        let found = bucket_counts(&mut *db, action(q), &cut).await?;
+        for (i, c) in others.into_iter().zip(found) {
+            counts[i] = c;
+        }
+    }
+    if windows.is_empty() {
+        return Ok(counts);
+    }
+    let starts: Vec<DateTime<Utc>> = windows.iter().map(|&i| spans[i].0).collect();
+    // Each window is an index range of its four quarters and an index probe of its count (one
+    // per writer slot; action '' counts every action). Lateral and fenced, so that the plan stays
+    // one probe per window whatever the planner guesses about the tables.
     let rows = sqlx::query!(
-        r#"with raw as materialized (
-            select activity_hour(e.occurred_at) as start, e.user_id, e.value
-            from unnest($4::timestamptz[], $5::timestamptz[]) r(lo, hi)
-            join activities e on e.occurred_at >= r.lo and e.occurred_at < r.hi
-            where ($1::text is null or e.action = $1)
-        ), counts as (
-            select start, sum(events)::int8 as events, sum(value_sum) as value_sum
-            from (
-                select h.hour as start, h.events, h.value_sum
-                from unnest($2::timestamptz[], $3::timestamptz[]) r(lo, hi)
-                join activity_hourly h on h.hour >= r.lo and h.hour < r.hi
-                where ($1::text is null or h.action = $1)
-                union all
-                select start, 1, coalesce(value::numeric, 0) from raw
-            ) t
-            group by start
-        ), users as (
-            select start, sum(n)::int8 as n from (
-                select h.hour as start, h.users as n
-                from unnest($2::timestamptz[], $3::timestamptz[]) r(lo, hi)
-                join activity_hour_users h on h.hour >= r.lo and h.hour < r.hi
-                where h.action = coalesce($1::text, '')
-                union all
-                select start, count(distinct user_id) from raw group by start
-            ) t group by start
-        )
-        select c.start as "start!", c.events as "events!", coalesce(u.n, 0)::int8 as "unique_users!",
+        r#"select w.start as "start!", c.events as "events!", u.n as "unique_users!",
                activity_float8(c.value_sum) as "value_sum!"
-        from counts c left join users u using (start)"#,
-        a.action,
-        &a.hours_from,
-        &a.hours_to,
-        &a.raw_from,
-        &a.raw_to,
+        from unnest($2::timestamptz[]) w(start)
+        cross join lateral (
+            select coalesce(sum(h.events), 0)::int8 as events, coalesce(sum(h.value_sum), 0) as value_sum
+            from activity_quarter_hours h
+            where h.quarter >= w.start and h.quarter < w.start + interval '1 hour'
+              and ($1::text is null or h.action = $1)
+            offset 0
+        ) c
+        cross join lateral (
+            select coalesce(sum(h.users), 0)::int8 as n
+            from activity_hour_users h
+            where h.hour = w.start and h.action = coalesce($1::text, '')
+            offset 0
+        ) u
+        where c.events <> 0"#,
+        action(q),
+        &starts,
     )
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     let mut by_start: HashMap<DateTime<Utc>, BucketCounts> = rows
         .into_iter()
@@ -136,8 +134,8 @@ async fn utc_hours(
             (r.start, counts)
         })
         .collect();
-    Ok(starts
-        .iter()
-        .map(|s| by_start.remove(s).unwrap_or_default())
-        .collect())
+    for (i, start) in windows.into_iter().zip(starts) {
+        counts[i] = by_start.remove(&start).unwrap_or_default();
+    }
+    Ok(counts)
 }

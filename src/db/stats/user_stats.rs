@@ -116,8 +116,8 @@ pub async fn user_stats(
 }
 
 /// The local days of the zone the user was active in: each day cut into rollup pieces like a
-/// series bucket, and the user's own rows (or, under an hour, its events) asked whether they
-/// meet it. The UTC count above comes from the same rows, by UTC date.
+/// series bucket, and the user's own rows (or, under a quarter hour, its events) asked whether
+/// they meet it. The UTC count above comes from the same rows, by UTC date.
 async fn local_active_days(
     db: &mut PgConnection,
     user_id: Uuid,
@@ -138,11 +138,11 @@ async fn local_active_days(
             union all
             select m.b from unnest($6::date[], $7::text[], $8::int4[]) m(day, mask, b)
             join activity_user_daily a on a.user_id = $1 and a.day = m.day
-            where $2::text is null and (a.hours & m.mask::bit(24)) <> B'0'::bit(24)
+            where $2::text is null and (a.quarters & m.mask::bit(96)) <> B'0'::bit(96)
             union all
             select m.b from unnest($6::date[], $7::text[], $8::int4[]) m(day, mask, b)
             join activity_user_action_daily a on a.user_id = $1 and a.action = $2 and a.day = m.day
-            where (a.hours & m.mask::bit(24)) <> B'0'::bit(24)
+            where (a.quarters & m.mask::bit(96)) <> B'0'::bit(96)
             union all
             select r.b from unnest($9::timestamptz[], $10::timestamptz[], $11::int4[]) r(lo, hi, b)
             where exists (select 1 from activities e
