@@ -79,8 +79,9 @@ impl Application {
     }
 }
 
-/// Hourly, from the start: forget expired idempotency keys and idle rate-limit buckets, create
-/// next month's partition, and apply `RETENTION_DAYS` (one instance at a time).
+/// Hourly, from the start: forget expired idempotency keys, idle rate-limit buckets and the
+/// quarter-hour bitmaps of days no longer open, create next month's partition, and apply
+/// `RETENTION_DAYS` (one instance at a time).
 fn spawn_housekeeping(state: web::Data<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -91,6 +92,12 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             match db::idempotency::delete_expired_keys(&state.pool).await {
                 Ok(n) => tracing::debug!(removed = n, "expired idempotency keys removed"),
                 Err(e) => tracing::warn!(error = %e, "could not remove expired idempotency keys"),
+            }
+            match db::retention::prune_recent_quarters(&state.pool).await {
+                Ok(n) => {
+                    tracing::debug!(removed = n, "quarter-hour bitmaps of closed days removed")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not remove old quarter-hour bitmaps"),
             }
         }
     });

@@ -50,7 +50,8 @@ pub(crate) async fn forget_rollups(
               quarters as (delete from activity_quarter_hours where quarter >= $3 and quarter < $4),
               -- Stored edges of other zones' days (their bitmaps go with them, on delete cascade).
               spans as (delete from activity_spans where lo < $4),
-              versions as (delete from activity_day_versions where day >= $1 and day < $2)
+              versions as (delete from activity_day_versions where day >= $1 and day < $2),
+              recent as (delete from activity_recent_quarter_users where day >= $1 and day < $2)
          delete from activity_hour_users where hour >= $3 and hour < $4",
         first,
         end,
@@ -84,4 +85,15 @@ pub(crate) async fn forget_rollups(
         through: Some(last_instant(u.last)),
     }));
     Ok(Forgotten { events, touches })
+}
+
+/// Deletes the quarter-hour user bitmaps of days before yesterday: no reader uses them (they
+/// are kept for today and yesterday only, migration 11) and no writer keeps them up to date.
+pub(crate) async fn prune_recent_quarters(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "delete from activity_recent_quarter_users where day < activity_recent_first_day()"
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }

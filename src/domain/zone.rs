@@ -61,7 +61,7 @@ impl Zone {
     }
 
     /// The local date at `t`.
-    pub(crate) fn date_of(self, t: DateTime<Utc>) -> NaiveDate {
+    pub fn date_of(self, t: DateTime<Utc>) -> NaiveDate {
         t.with_timezone(&self.0).date_naive()
     }
 

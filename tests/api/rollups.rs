@@ -35,7 +35,12 @@ impl World {
             // Long enough to span a month's end, so patches move rows between partitions.
             start,
             now,
-            busy: vec![start + Duration::days(5) - Duration::hours(2)],
+            // The second stretch straddles last midnight, in the days whose quarter hours
+            // have bitmaps of their own (migration 11).
+            busy: vec![
+                start + Duration::days(5) - Duration::hours(2),
+                today - Duration::hours(2),
+            ],
         }
     }
 
@@ -228,12 +233,40 @@ async fn assert_every_statistic_matches(pool: &PgPool, world: &World) {
             })
         })
         .collect();
-    let dates: Vec<ActiveUsersDay> = [-1, 0, 3, 8, 12, 20, 45]
+    let mut dates: Vec<ActiveUsersDay> = [-1, 0, 3, 8, 12, 20, 45]
         .map(|offset| ActiveUsersDay {
             date: (world.start + Duration::days(offset)).date_naive(),
             zone: Zone::UTC,
         })
         .to_vec();
+    // Today and yesterday in zones whose days cut them: read from the quarter-hour bitmaps.
+    let mut queries = queries;
+    for name in ["Asia/Kathmandu", "Europe/Berlin", "America/St_Johns"] {
+        let zone: Zone = serde_json::from_value(serde_json::json!(name)).expect("zone");
+        let recent = [
+            (None, None),
+            (
+                Some(world.now - Duration::hours(40) - Duration::minutes(7)),
+                None,
+            ),
+        ];
+        for (from, to) in recent {
+            let from = from.map(|t: DateTime<Utc>| t.to_rfc3339());
+            for action in [None, Some("view")] {
+                queries.push(StatsQuery {
+                    range: TimeRange::parse(from.as_deref(), to, world.now, zone).expect("range"),
+                    action: action.map(|a| Action::parse(a).expect("action")),
+                    zone,
+                });
+            }
+        }
+        for days_ago in [0, 1] {
+            dates.push(ActiveUsersDay {
+                date: zone.date_of(world.now) - chrono::Days::new(days_ago),
+                zone,
+            });
+        }
+    }
     assert_statistics_match(pool, world, &queries, &dates, &[1, 3, 100]).await;
 }
 
@@ -460,6 +493,10 @@ async fn rollup_tables(pool: &PgPool) -> Vec<String> {
         // A bitmap whose last bit was cleared stays as zeros; a rebuild does not make it.
         "select concat_ws(' ', day, action, chunk, users) from activity_day_users
          where bit_count(users) > 0 order by day, action, chunk",
+        // Kept for today and yesterday only; older rows wait for the hourly prune.
+        "select concat_ws(' ', day, action, quarter, chunk, users) from activity_recent_quarter_users
+         where bit_count(users) > 0 and day >= activity_recent_first_day()
+         order by day, action, quarter, chunk",
     ] {
         let rows: Vec<String> = sqlx::query_scalar(sql)
             .fetch_all(pool)

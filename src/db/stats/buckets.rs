@@ -167,16 +167,16 @@ pub(crate) async fn bucket_counts(
             from unnest($11::date[], $12::text[], $13::int4[]) m(day, mask, b)
             where b not in (select b from valid)
         ), edge_rows as (
-            -- Each edge day's rows once, however many buckets share the day. Each day is an index
-            -- range (lateral, fenced by `offset 0`): guessing thirty days where there are three,
-            -- the planner would scan the whole table.
+            -- Each closed edge day's rows once, however many buckets share the day. Each day is
+            -- an index range (lateral, fenced by `offset 0`): guessing thirty days where there
+            -- are three, the planner would scan the whole table.
             select a.day, a.user_id, a.quarters
-            from (select distinct day from masks) d,
+            from (select distinct day from masks where day < activity_recent_first_day()) d,
                  lateral (select * from activity_user_daily a where a.day = d.day offset 0) a
             where $1::text is null
             union all
             select a.day, a.user_id, a.quarters
-            from (select distinct day from masks) d,
+            from (select distinct day from masks where day < activity_recent_first_day()) d,
                  lateral (select * from activity_user_action_daily a
                           where a.day = d.day and a.action = $1 offset 0) a
         ), edge_users as (
@@ -194,6 +194,13 @@ pub(crate) async fn bucket_counts(
                 select x.b, activity_user_chunk(u.ordinal),
                        set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)
                 from edge_users x join activity_users u using (user_id)
+                union all
+                -- Today and yesterday: the bitmaps of their quarters (migration 11).
+                select m.b, r.chunk, r.users
+                from masks m
+                join activity_recent_quarter_users r
+                  on r.day = m.day and r.action = coalesce($1::text, '') and get_bit(m.mask, r.quarter) = 1
+                where m.day >= activity_recent_first_day()
                 union all
                 select v.b, s.chunk, s.users
                 from valid v join activity_span_users s

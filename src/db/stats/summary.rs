@@ -43,9 +43,10 @@ pub async fn summary_totals(
     // `raw` (the spans under a quarter hour) is materialised so it is scanned once; each span is
     // a lateral, fenced index range, so that the planner expects a span's rows rather than a
     // tenth of the table (which made it sort every bitmap: 45 against 75-100 ms for Berlin's 30
-    // days). `edge_bits` are the users of the partial days as bitmaps like the days' own: those
-    // whose quarter mask meets the whole quarters read from `activity_quarter_hours`, and those
-    // of the raw spans. Distinct users are the popcount of the OR of both.
+    // days). `edge_bits` are the users of the partial days as bitmaps like the days' own: on
+    // days before yesterday those whose quarter mask meets the whole quarters read from
+    // `activity_quarter_hours`, on today and yesterday the bitmaps of those quarters, and the
+    // users of the raw spans. Distinct users are the popcount of the OR of them all.
     let rows = sqlx::query_as!(
         Row,
         r#"with raw as materialized (
@@ -64,6 +65,7 @@ pub async fn summary_totals(
                 from unnest($8::date[], $9::text[]) m(day, mask)
                 join activity_user_action_daily a on a.day = m.day
                 where (a.quarters & m.mask::bit(96)) <> B'0'::bit(96) and ($1::text is null or a.action = $1)
+                  and m.day < activity_recent_first_day()
                 union all
                 select user_id, action from raw
             ) x
@@ -95,6 +97,13 @@ pub async fn summary_totals(
                 where day >= $2 and day < $3 and ($1::text is null or action = $1)
                 union all
                 select action, chunk, users from edge_bits
+                union all
+                -- Today and yesterday: the bitmaps of their quarters (migration 11).
+                select r.action, r.chunk, r.users
+                from unnest($8::date[], $9::text[]) m(day, mask)
+                join activity_recent_quarter_users r
+                  on r.day = m.day and r.action <> '' and get_bit(m.mask::bit(96), r.quarter) = 1
+                where m.day >= activity_recent_first_day() and ($1::text is null or r.action = $1)
             ) b
             group by action, chunk
         ), all_bitmaps as (
