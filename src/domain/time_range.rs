@@ -62,12 +62,12 @@ fn start_of_day(t: DateTime<Utc>) -> DateTime<Utc> {
 /// The UTC quarter hour `t` falls in: every offset in use is a multiple of 15 minutes, so every
 /// local midnight and hour starts on one (migration 11).
 pub(crate) fn start_of_quarter(t: DateTime<Utc>) -> DateTime<Utc> {
-    start_of_day(t) + Duration::minutes(i64::from(t.hour() * 60 + t.minute() / 15 * 15))
+    start_of_day(t) + Duration::minutes(15 * i64::from(quarter_of_day(t)))
 }
 
 /// The number of `t`'s quarter hour within its UTC day, 0 to 95.
-fn quarter_of_day(t: DateTime<Utc>) -> usize {
-    (t.hour() * 4 + t.minute() / 15) as usize
+fn quarter_of_day(t: DateTime<Utc>) -> u32 {
+    t.hour() * 4 + t.minute() / 15
 }
 
 /// `t` if `start_of` leaves it as it is, else the next such start, `step` later.
@@ -127,7 +127,7 @@ impl Pieces {
                     masks.push((day, "0".repeat(96)));
                 }
                 if let Some((_, mask)) = masks.last_mut() {
-                    let q = quarter_of_day(quarter);
+                    let q = quarter_of_day(quarter) as usize;
                     mask.replace_range(q..=q, "1");
                 }
                 quarter += Duration::minutes(15);

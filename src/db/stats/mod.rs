@@ -1,10 +1,10 @@
 //! The aggregate queries behind the statistics endpoints, and the JSON shapes they answer with.
 //!
-//! Each endpoint has its own module that reads the rollups (migrations 4 and 9, docs/rollups.md):
-//! whole UTC days and whole quarter hours come from a few small rows kept exact by triggers, and
-//! only the minutes before the first whole quarter and after the last come from `activities`. `reference`
-//! computes every statistic from the raw rows alone; it is the definition the rollup queries must
-//! equal, and tests hold them to it.
+//! Each endpoint has its own module that reads the rollups (migrations 4, 9 and 11,
+//! docs/rollups.md): whole UTC days and whole quarter hours come from a few small rows kept exact
+//! by triggers, and only the minutes before the first whole quarter and after the last come from
+//! `activities`. `reference` computes every statistic from the raw rows alone; it is the
+//! definition the rollup queries must equal, and tests hold them to it.
 //! Ranges are half-open `[from, to)` instants; buckets and days are those of the request's zone
 //! (`domain::zone`), and every time in an answer is shown with that zone's offset.
 //!
@@ -166,7 +166,7 @@ fn action(q: &StatsQuery) -> Option<&str> {
     q.action.as_ref().map(|a| a.as_str())
 }
 
-/// What a query over `pieces` reads (docs/rollups.md, "Hours"): the range, the action, the whole
+/// What a query over `pieces` reads (docs/rollups.md, "Quarter hours"): the range, the action, the whole
 /// days, the starts and ends of the whole-quarter spans and of the raw spans, and the edge days
 /// with their quarter masks. Queries the macros check pass the fields by name.
 struct PieceArgs<'q> {
