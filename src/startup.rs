@@ -79,9 +79,14 @@ impl Application {
     }
 }
 
+/// How many closed days back the hourly refresh stores the parts of local days in use: the
+/// default range's.
+const REFRESHED_PART_DAYS: u32 = 31;
+
 /// Hourly, from the start: forget expired idempotency keys, idle rate-limit buckets and the
-/// quarter-hour bitmaps of days no longer open, create next month's partition, and apply
-/// `RETENTION_DAYS` (one instance at a time).
+/// quarter-hour bitmaps of days no longer open, store the parts of local days in use for days
+/// that closed, create next month's partition, and apply `RETENTION_DAYS` (one instance at a
+/// time).
 fn spawn_housekeeping(state: web::Data<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -98,6 +103,11 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                     tracing::debug!(removed = n, "quarter-hour bitmaps of closed days removed")
                 }
                 Err(e) => tracing::warn!(error = %e, "could not remove old quarter-hour bitmaps"),
+            }
+            // The parts of local days in use, for each day that closed or took a late write.
+            match db::stats::refresh_parts(&state.pool, REFRESHED_PART_DAYS).await {
+                Ok(n) => tracing::debug!(parts = n, "parts of local days stored"),
+                Err(e) => tracing::warn!(error = %e, "could not store parts of local days"),
             }
         }
     });

@@ -28,6 +28,8 @@ pub struct AppState {
     pub partitions: KnownPartitions,
     /// `RETENTION_DAYS`.
     pub(crate) retention_days: Option<u32>,
+    /// Stores of day parts running or waiting in the background (`statistics::store_parts_later`).
+    pub(crate) part_stores: Arc<crate::statistics::PartStores>,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             metrics,
             partitions: KnownPartitions::default(),
             retention_days: settings.retention_days,
+            part_stores: Arc::default(),
             rate_limiter: RateLimiter::new(
                 settings.rate_limit_per_second,
                 settings.rate_limit_burst,

@@ -48,8 +48,8 @@ pub(crate) async fn forget_rollups(
               user_action_daily as (delete from activity_user_action_daily where day >= $1 and day < $2),
               day_users as (delete from activity_day_users where day >= $1 and day < $2),
               quarters as (delete from activity_quarter_hours where quarter >= $3 and quarter < $4),
-              -- Stored edges of other zones' days (their bitmaps go with them, on delete cascade).
-              spans as (delete from activity_spans where lo < $4),
+              -- Stored parts of other zones' days (their rows go with them, on delete cascade).
+              parts as (delete from activity_parts where day < $2),
               versions as (delete from activity_day_versions where day >= $1 and day < $2),
               recent as (delete from activity_recent_quarter_users where day >= $1 and day < $2)
          delete from activity_hour_users where hour >= $3 and hour < $4",

@@ -19,5 +19,5 @@ pub use live_write::{LiveWrite, Neighbours, Snapshot, Touch};
 pub use pagination::{Cursor, ListActivitiesQuery};
 pub use stats_query::{Bucket, StatsQuery, TopUsersLimit};
 pub(crate) use time_range::start_of_quarter;
-pub use time_range::{DaySplit, Pieces, TimeRange, parse_instant};
+pub use time_range::{DayPart, DaySplit, Pieces, TimeRange, parse_instant};
 pub use zone::{LocalTime, Zone};

@@ -93,6 +93,50 @@ pub struct Pieces {
     pub(crate) raw: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
+/// The whole quarter hours `[lo, hi)` of one UTC day that a range covers outside its whole
+/// days (quarter q starts 15·q minutes after the day's UTC midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayPart {
+    pub(crate) day: NaiveDate,
+    pub(crate) lo: u8,
+    pub(crate) hi: u8,
+}
+
+impl DayPart {
+    fn at(&self, quarter: u8) -> DateTime<Utc> {
+        self.day.and_time(NaiveTime::MIN).and_utc() + Duration::minutes(15 * i64::from(quarter))
+    }
+
+    pub(crate) fn from(&self) -> DateTime<Utc> {
+        self.at(self.lo)
+    }
+
+    pub(crate) fn to(&self) -> DateTime<Utc> {
+        self.at(self.hi)
+    }
+
+    /// As a quarter mask of the per-user day rollups (bit q, counted from the left, is quarter q).
+    pub(crate) fn mask(&self) -> String {
+        let (lo, hi) = (usize::from(self.lo), usize::from(self.hi));
+        format!(
+            "{}{}{}",
+            "0".repeat(lo),
+            "1".repeat(hi - lo),
+            "0".repeat(96 - hi)
+        )
+    }
+
+    /// Whether the part runs from its day's start to a local midnight of `zone`, or from one to
+    /// its day's end: the parts the local days of a zone are made of, which may be stored
+    /// (migration 12). Any other cut (a range from 22:07) is not, so what is stored is bounded by
+    /// the offsets zones use, not by the ranges clients ask for.
+    pub(crate) fn is_local_day_edge(&self, zone: Zone) -> bool {
+        let is_midnight = |t: DateTime<Utc>| zone.midnight(zone.date_of(t)) == t;
+        (self.lo == 0 && self.hi < 96 && is_midnight(self.to()))
+            || (self.hi == 96 && self.lo > 0 && is_midnight(self.from()))
+    }
+}
+
 impl Pieces {
     fn add_edge(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) {
         if from >= to {
@@ -115,25 +159,25 @@ impl Pieces {
         }
     }
 
-    /// The quarters of `quarters` per UTC day, as the `bit(96)` masks of the per-user day
-    /// rollups (bit q, counted from the left, is quarter q), in date order.
-    pub(crate) fn quarter_masks(&self) -> Vec<(NaiveDate, String)> {
-        let mut masks: Vec<(NaiveDate, String)> = Vec::new();
+    /// The quarters of `quarters` cut at UTC midnights: at most one part per day, in date order.
+    pub(crate) fn day_parts(&self) -> Vec<DayPart> {
+        let mut parts = Vec::new();
         for &(from, to) in &self.quarters {
-            let mut quarter = from;
-            while quarter < to {
-                let day = quarter.date_naive();
-                if masks.last().is_none_or(|(d, _)| *d != day) {
-                    masks.push((day, "0".repeat(96)));
-                }
-                if let Some((_, mask)) = masks.last_mut() {
-                    let q = quarter_of_day(quarter) as usize;
-                    mask.replace_range(q..=q, "1");
-                }
-                quarter += Duration::minutes(15);
+            let mut lo = from;
+            while lo < to {
+                let end_of_day = start_of_day(lo) + Duration::days(1);
+                let hi = to.min(end_of_day);
+                let first = quarter_of_day(lo);
+                let quarters = ((hi - lo).num_minutes() / 15) as u32;
+                parts.push(DayPart {
+                    day: lo.date_naive(),
+                    lo: first as u8,
+                    hi: (first + quarters) as u8,
+                });
+                lo = hi;
             }
         }
-        masks
+        parts
     }
 
     /// Starts and ends of `spans` as two arrays, the way the queries take them.
@@ -327,21 +371,30 @@ mod tests {
                 (at("2026-11-04T02:00:00Z"), at("2026-11-04T02:10:00Z"))
             ]
         );
-        let masks = p.quarter_masks();
-        assert_eq!(masks.len(), 2);
+        let parts = p.day_parts();
         assert_eq!(
-            masks[0],
-            (
-                at("2026-11-01").date_naive(),
-                format!("{}11111", "0".repeat(91))
-            )
+            parts,
+            [
+                DayPart {
+                    day: at("2026-11-01").date_naive(),
+                    lo: 91,
+                    hi: 96
+                },
+                DayPart {
+                    day: at("2026-11-04").date_naive(),
+                    lo: 0,
+                    hi: 8
+                }
+            ]
+        );
+        assert_eq!(parts[0].mask(), format!("{}11111", "0".repeat(91)));
+        assert_eq!(
+            parts[1].mask(),
+            format!("{}{}", "1".repeat(8), "0".repeat(88))
         );
         assert_eq!(
-            masks[1],
-            (
-                at("2026-11-04").date_naive(),
-                format!("{}{}", "1".repeat(8), "0".repeat(88))
-            )
+            (parts[0].from(), parts[0].to()),
+            (at("2026-11-01T22:45:00Z"), at("2026-11-02"))
         );
 
         // Under a day across midnight: no whole day, whole quarters on both sides of it.
@@ -354,13 +407,41 @@ mod tests {
             [(at("2026-11-01T21:15:00Z"), at("2026-11-02T01:00:00Z"))]
         );
         assert!(p.raw.is_empty());
-        assert_eq!(p.quarter_masks().len(), 2);
+        let parts = p.day_parts();
+        assert_eq!(
+            parts.iter().map(|p| (p.lo, p.hi)).collect::<Vec<_>>(),
+            [(85, 96), (0, 4)]
+        );
 
         // Inside one quarter: all raw.
         let r =
             TimeRange::new(at("2026-11-01T21:16:00Z"), at("2026-11-01T21:29:00Z")).expect("valid");
         assert_eq!(r.pieces().raw, [(r.from(), r.to())]);
         assert!(r.pieces().quarters.is_empty());
+    }
+
+    #[test]
+    fn a_part_is_a_local_day_edge_only_where_the_zone_has_midnight() {
+        let zone = |name: &str| Zone::parse(Some(name)).expect("zone");
+        let part = |day: &str, lo: u8, hi: u8| DayPart {
+            day: at(day).date_naive(),
+            lo,
+            hi,
+        };
+        // Kathmandu's midnight is 18:15 UTC (quarter 73).
+        let kathmandu = zone("Asia/Kathmandu");
+        assert!(part("2026-11-01", 73, 96).is_local_day_edge(kathmandu));
+        assert!(part("2026-11-01", 0, 73).is_local_day_edge(kathmandu));
+        assert!(!part("2026-11-01", 74, 96).is_local_day_edge(kathmandu));
+        assert!(!part("2026-11-01", 10, 73).is_local_day_edge(kathmandu));
+        assert!(!part("2026-11-01", 0, 96).is_local_day_edge(kathmandu));
+        // Berlin's midnight moves with its clocks: 23:00 UTC in winter, 22:00 in summer.
+        let berlin = zone("Europe/Berlin");
+        assert!(part("2026-01-10", 92, 96).is_local_day_edge(berlin));
+        assert!(part("2026-07-10", 88, 96).is_local_day_edge(berlin));
+        assert!(!part("2026-07-10", 92, 96).is_local_day_edge(berlin));
+        // UTC days have no parts that are edges of a local day.
+        assert!(!part("2026-11-01", 0, 40).is_local_day_edge(Zone::UTC));
     }
 
     #[test]

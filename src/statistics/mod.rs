@@ -5,6 +5,7 @@
 pub(crate) mod live;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -12,7 +13,7 @@ use uuid::Uuid;
 use crate::cache::{CacheKey, CacheStatus, Endpoint, Fresh, Freshness, Payload};
 use crate::db;
 use crate::domain::stats_query::{ActiveUsersDay, StatsParams, zone_suffix};
-use crate::domain::{Action, Bucket, Snapshot, StatsQuery, TopUsersLimit};
+use crate::domain::{Action, Bucket, DayPart, Snapshot, StatsQuery, TopUsersLimit};
 use crate::error::{ApiError, ApiResult, to_json};
 use crate::state::AppState;
 use live::LiveState;
@@ -50,6 +51,7 @@ pub(crate) async fn summary(
             let (snapshot, totals) =
                 db::stats::in_snapshot(pool, async |tx| db::stats::summary_totals(tx, q).await)
                     .await?;
+            store_parts_later(state, db::stats::summary_parts(q));
             fresh(
                 snapshot,
                 &totals.summary,
@@ -82,10 +84,10 @@ pub(crate) async fn timeseries(
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
-            kept_or_logged(db::stats::store_timeseries_edges(pool, q, bucket).await);
             let (snapshot, answer) =
                 db::stats::in_snapshot(pool, async |tx| db::stats::timeseries(tx, q, bucket).await)
                     .await?;
+            store_parts_later(state, db::stats::timeseries_parts(q, bucket));
             fresh(
                 snapshot,
                 &answer,
@@ -122,11 +124,11 @@ pub(crate) async fn active_users(
         .cache
         .get_or_compute(&key, freshness, || async move {
             let name = action_name(action.as_ref());
-            kept_or_logged(db::stats::store_active_users_edges(pool, day, name.as_deref()).await);
             let (snapshot, answer) = db::stats::in_snapshot(pool, async |tx| {
                 db::stats::active_users(tx, day, name.as_deref()).await
             })
             .await?;
+            store_parts_later(state, db::stats::active_users_parts(day));
             fresh(
                 snapshot,
                 &answer,
@@ -228,11 +230,53 @@ pub(crate) async fn prewarm(state: &AppState, now: DateTime<Utc>) -> ApiResult<u
 
 /// Storing the edges of other zones' days only speeds up the next computation: when it fails
 /// (a lock timeout, a database going away) the answer is computed from the rollups all the same.
+/// Day parts being stored in the background: one store at a time, at most `MAX_WAITING` in line.
+#[derive(Debug)]
+pub(crate) struct PartStores {
+    running: Arc<tokio::sync::Semaphore>,
+    queued: AtomicUsize,
+}
+
+impl Default for PartStores {
+    fn default() -> Self {
+        Self {
+            running: Arc::new(tokio::sync::Semaphore::new(1)),
+            queued: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl PartStores {
+    const MAX_WAITING: usize = 16;
+}
+
+/// Stores `parts` after the answer (migration 12, docs/rollups.md "Time zones"): the miss that
+/// needed them reads them from the rollups, and later misses read them stored. Stores run one at
+/// a time, so a burst of first requests in new zones does not take every database connection; a
+/// store that finds the line full is dropped, and a later miss or the hourly refresh makes it.
+fn store_parts_later(state: &AppState, parts: Vec<DayPart>) {
+    let stores = state.part_stores.clone();
+    if parts.is_empty() {
+        return;
+    }
+    if stores.queued.fetch_add(1, Ordering::AcqRel) >= PartStores::MAX_WAITING {
+        stores.queued.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let pool = state.pool.clone();
+    tokio::spawn(async move {
+        if let Ok(_running) = stores.running.clone().acquire_owned().await {
+            kept_or_logged(db::stats::store_parts(&pool, &parts).await);
+        }
+        stores.queued.fetch_sub(1, Ordering::AcqRel);
+    });
+}
+
 fn kept_or_logged(stored: sqlx::Result<u64>) {
     match stored {
         Ok(0) => {}
-        Ok(rows) => tracing::debug!(rows, "stored the edges of local days"),
-        Err(error) => tracing::warn!(%error, "could not store the edges of local days"),
+        Ok(parts) => tracing::debug!(parts, "stored parts of local days"),
+        Err(error) => tracing::warn!(%error, "could not store parts of local days"),
     }
 }
 

@@ -420,31 +420,28 @@ async fn every_statistic_is_exact_in_every_zone_across_changes_of_the_clocks() {
                     .to_vec();
             let queries = zone_queries(zone);
             if round % 2 == 1 {
+                let mut parts = Vec::new();
                 for q in &queries {
                     for bucket in [Bucket::Hour, Bucket::Day, Bucket::Week, Bucket::Month] {
-                        stats::store_timeseries_edges(&app.pool, q, bucket)
-                            .await
-                            .expect("store");
+                        parts.extend(stats::timeseries_parts(q, bucket));
                     }
+                    parts.extend(stats::summary_parts(q));
                 }
                 for &date in &dates {
-                    for action in [None, Some("click")] {
-                        stats::store_active_users_edges(&app.pool, date, action)
-                            .await
-                            .expect("store");
-                    }
+                    parts.extend(stats::active_users_parts(date));
                 }
+                stats::store_parts(&app.pool, &parts).await.expect("store");
             }
             assert_statistics_match(&app.pool, &world, &queries, &dates, &[3]).await;
         }
-        let stored: i64 = sqlx::query_scalar("select count(*) from activity_spans")
+        let stored: i64 = sqlx::query_scalar("select count(*) from activity_parts")
             .fetch_one(&app.pool)
             .await
-            .expect("spans");
+            .expect("parts");
         assert_eq!(
             stored > 0,
             round > 0,
-            "round {round}: {stored} stored edges"
+            "round {round}: {stored} stored parts"
         );
     }
 }
@@ -622,40 +619,87 @@ async fn seed_leaves_exact_rollups_and_every_index_whether_the_table_was_empty_o
 }
 
 #[tokio::test]
-async fn stored_edges_do_not_grow_with_the_ranges_and_actions_a_client_invents() {
+async fn stored_parts_do_not_grow_with_the_ranges_actions_and_zones_a_client_invents() {
     let app = spawn_app().await;
     let world = World::dst_spring_2026();
     write_randomly(&app, &world, 9, 40).await;
-    let zone: Zone = serde_json::from_value(json!("Asia/Kathmandu")).expect("zone");
     let now = "2026-04-20T00:00:00Z".parse().expect("now");
-    let store = async |from: &str, action: Option<&str>| {
+    let store = async |zone: &str, from: &str, action: Option<&str>| {
+        let zone: Zone = serde_json::from_value(json!(zone)).expect("zone");
         let q = StatsQuery {
-            range: TimeRange::parse(Some(from), Some("2026-04-01"), now, zone).expect("range"),
+            range: TimeRange::parse(Some(from), Some("2026-03-20"), now, zone).expect("range"),
             action: action.map(|a| Action::parse(a).expect("action")),
             zone,
         };
-        stats::store_timeseries_edges(&app.pool, &q, Bucket::Day)
-            .await
-            .expect("store");
-        let stored: i64 = sqlx::query_scalar("select count(*) from activity_spans")
+        let mut parts = stats::timeseries_parts(&q, Bucket::Day);
+        parts.extend(stats::summary_parts(&q));
+        stats::store_parts(&app.pool, &parts).await.expect("store");
+        let stored: i64 = sqlx::query_scalar("select count(*) from activity_parts")
             .fetch_one(&app.pool)
             .await
             .expect("count");
         stored
     };
-    let whole_days = store("2026-03-02", None).await;
-    assert!(whole_days > 0, "the local days of March were stored");
-    // The same days from other starting minutes: only their whole days, already stored.
+    let whole_days = store("Asia/Kathmandu", "2026-03-02", None).await;
+    // Two parts per local day (each straddles two UTC days), shared by its neighbours.
+    assert!(whole_days >= 18, "the local days of March were stored");
+    // The same days from other starting minutes: a part only where a local day starts or ends.
     for from in [
         "2026-03-01T18:22:00Z",
         "2026-03-01T18:31:00Z",
         "2026-03-02T07:00:00Z",
     ] {
-        assert_eq!(store(from, None).await, whole_days, "from {from}");
+        assert_eq!(
+            store("Asia/Kathmandu", from, None).await,
+            whole_days,
+            "from {from}"
+        );
     }
-    // An action nobody did has nothing to store.
+    // Parts hold every action: an action, or one nobody did, has nothing new to store.
+    for action in ["click", "nobody_did_this"] {
+        assert_eq!(
+            store("Asia/Kathmandu", "2026-03-02", Some(action)).await,
+            whole_days
+        );
+    }
+    // Zones at the same offset cut days at the same instants: Berlin's days are Lagos' (UTC+1
+    // until Berlin's clocks change on March 29).
+    let berlin = store("Europe/Berlin", "2026-03-02", None).await;
+    assert!(berlin > whole_days);
+    assert_eq!(store("Africa/Lagos", "2026-03-02", None).await, berlin);
+
+    // A late write makes its day's parts stale; the hourly refresh stores them again (the kinds
+    // of parts in use, for each closed day it covers), and nothing else.
+    let count = async |sql: &'static str| -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&app.pool)
+            .await
+            .expect("count")
+    };
+    let stale = "select count(*) from activity_parts where version <> activity_day_version(day)";
+    sqlx::query(
+        "insert into activities (id, user_id, action, occurred_at)
+         values (gen_random_uuid(), gen_random_uuid(), 'late', '2026-03-10T12:00:00Z')",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("insert");
+    assert!(
+        count(stale).await > 0,
+        "the write made its day's parts stale"
+    );
+    let days = u32::try_from((Utc::now().date_naive() - world.start.date_naive()).num_days())
+        .expect("days");
+    let stored = stats::refresh_parts(&app.pool, days + 1)
+        .await
+        .expect("refresh");
+    assert!(stored > 0);
+    assert_eq!(count(stale).await, 0, "stored again under the new count");
+    let kinds = "select count(*) from (select distinct lo, hi from activity_parts) k";
+    let every_day = "select count(*) from (select distinct day from activity_parts) d";
     assert_eq!(
-        store("2026-03-02", Some("nobody_did_this")).await,
-        whole_days
+        count("select count(*) from activity_parts").await,
+        count(kinds).await * count(every_day).await,
+        "each kind of part on every day the refresh covers"
     );
 }

@@ -5,7 +5,9 @@
 use sqlx::PgExecutor;
 
 use super::ActiveUsers;
-use super::buckets::{bucket_counts, store_edges};
+use super::buckets::{bucket_counts, storable_bucket_parts};
+use super::parts::Storable;
+use crate::domain::DayPart;
 use crate::domain::stats_query::ActiveUsersDay;
 
 pub async fn active_users(
@@ -14,19 +16,12 @@ pub async fn active_users(
     action: Option<&str>,
 ) -> sqlx::Result<ActiveUsers> {
     let windows = [day.window(1), day.window(7), day.window(30)];
-    let counts = bucket_counts(db, action, &windows).await?;
+    let counts = bucket_counts(db, action, &windows, Storable::now(day.zone)).await?;
     let users = |i: usize| counts.get(i).map_or(0, |c| c.unique_users);
     Ok(ActiveUsers::new(day, users(0), users(1), users(2)))
 }
 
-/// Stores the edges of the windows of a date in a zone other than UTC (see `timeseries`).
-pub async fn store_active_users_edges(
-    db: impl PgExecutor<'_>,
-    day: ActiveUsersDay,
-    action: Option<&str>,
-) -> sqlx::Result<u64> {
-    if day.zone.is_utc() {
-        return Ok(0);
-    }
-    store_edges(db, action, &[day.window(1), day.window(7), day.window(30)]).await
+/// The parts of the windows of a date that may be stored (see `timeseries`).
+pub fn active_users_parts(day: ActiveUsersDay) -> Vec<DayPart> {
+    storable_bucket_parts(day.zone, &[day.window(1), day.window(7), day.window(30)])
 }

@@ -9,7 +9,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgExecutor;
 
-use crate::domain::TimeRange;
+use super::parts::{PartArgs, Storable, storable_parts};
+use crate::domain::{DayPart, TimeRange};
 
 /// The pieces of every bucket, flattened into the arrays the query takes, each element with the
 /// index of its bucket.
@@ -19,29 +20,18 @@ pub(crate) struct BucketPieces {
     pub(crate) days_from: Vec<NaiveDate>,
     pub(crate) days_to: Vec<NaiveDate>,
     pub(crate) day_bucket: Vec<i32>,
-    pub(crate) quarters_from: Vec<DateTime<Utc>>,
-    pub(crate) quarters_to: Vec<DateTime<Utc>>,
-    pub(crate) quarter_bucket: Vec<i32>,
+    /// Each bucket's whole quarter hours outside its whole days, per UTC day.
+    pub(crate) parts: PartArgs,
+    pub(crate) part_bucket: Vec<i32>,
     pub(crate) raw_from: Vec<DateTime<Utc>>,
     pub(crate) raw_to: Vec<DateTime<Utc>>,
     pub(crate) raw_bucket: Vec<i32>,
-    pub(crate) mask_days: Vec<NaiveDate>,
-    pub(crate) masks: Vec<String>,
-    pub(crate) mask_bucket: Vec<i32>,
-    /// Buckets whose edge (the part that is not whole UTC days) may be stored once computed:
-    /// those with an edge, ending before `stored_until`.
-    pub(crate) stored_from: Vec<DateTime<Utc>>,
-    pub(crate) stored_to: Vec<DateTime<Utc>>,
-    pub(crate) stored_bucket: Vec<i32>,
 }
 
 impl BucketPieces {
-    /// `spans[i]` is bucket `i`; empty spans have no pieces (and count zero). Edges of buckets
-    /// ending by `stored_until` may be stored (migration 10).
-    pub(crate) fn new(
-        spans: &[(DateTime<Utc>, DateTime<Utc>)],
-        stored_until: DateTime<Utc>,
-    ) -> Self {
+    /// `spans[i]` is bucket `i`; empty spans have no pieces (and count zero). Parts `storable`
+    /// admits are read stored when they are (migration 12).
+    pub(crate) fn new(spans: &[(DateTime<Utc>, DateTime<Utc>)], storable: Storable) -> Self {
         let mut all = Self::default();
         for (i, &(from, to)) in spans.iter().enumerate() {
             let Ok(range) = TimeRange::new(from, to) else {
@@ -54,38 +44,38 @@ impl BucketPieces {
                 all.days_to.push(pieces.days.1);
                 all.day_bucket.push(b);
             }
-            for &(lo, hi) in &pieces.quarters {
-                all.quarters_from.push(lo);
-                all.quarters_to.push(hi);
-                all.quarter_bucket.push(b);
+            for part in pieces.day_parts() {
+                all.parts.push(&part, storable);
+                all.part_bucket.push(b);
             }
             for &(lo, hi) in &pieces.raw {
                 all.raw_from.push(lo);
                 all.raw_to.push(hi);
                 all.raw_bucket.push(b);
             }
-            for (day, mask) in pieces.quarter_masks() {
-                all.mask_days.push(day);
-                all.masks.push(mask);
-                all.mask_bucket.push(b);
-            }
-            let has_edge = !pieces.quarters.is_empty() || !pieces.raw.is_empty();
-            if has_edge && to <= stored_until {
-                all.stored_from.push(from);
-                all.stored_to.push(to);
-                all.stored_bucket.push(b);
-            }
         }
         all
     }
 }
 
-/// Edges of buckets ending before this may be stored: the UTC midnight that starts yesterday, so
-/// that only days two or more days old are stored (migration 10 says why).
-pub(crate) fn stored_until(now: DateTime<Utc>) -> DateTime<Utc> {
-    (now.date_naive() - chrono::Days::new(1))
-        .and_time(chrono::NaiveTime::MIN)
-        .and_utc()
+/// The day parts of `spans` (at most two per bucket).
+pub(crate) fn day_parts(spans: &[(DateTime<Utc>, DateTime<Utc>)]) -> Vec<DayPart> {
+    spans
+        .iter()
+        .filter_map(|&(from, to)| TimeRange::new(from, to).ok())
+        .flat_map(|r| r.pieces().day_parts())
+        .collect()
+}
+
+/// The parts of `spans` that may be stored in `zone` (see `parts`).
+pub(crate) fn storable_bucket_parts(
+    zone: crate::domain::Zone,
+    spans: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Vec<DayPart> {
+    if zone.is_utc() {
+        return Vec::new();
+    }
+    storable_parts(&day_parts(spans), Storable::now(zone))
 }
 
 /// The part of `[from, to)` each bucket covers, the buckets starting at `starts` (the first at
@@ -115,34 +105,39 @@ pub(crate) struct BucketCounts {
     pub(crate) value_sum: f64,
 }
 
-/// The numbers of each of `spans`, in their order (zeros where nothing happened). A bucket whose
-/// edge was stored (`store_edges`) under the current versions reads it instead of its pieces.
+/// The numbers of each of `spans`, in their order (zeros where nothing happened). A part of a
+/// bucket stored under its day's current write count (`parts`) is read instead of its rows.
 pub(crate) async fn bucket_counts(
     db: impl PgExecutor<'_>,
     action: Option<&str>,
     spans: &[(DateTime<Utc>, DateTime<Utc>)],
+    storable: Storable,
 ) -> sqlx::Result<Vec<BucketCounts>> {
-    let p = BucketPieces::new(spans, stored_until(Utc::now()));
+    let p = BucketPieces::new(spans, storable);
+    // `parts` knows for each part whether it is stored under its day's current count (`valid`).
     // `raw` is materialised so that it is scanned once for the totals and once for the users.
-    // The users of the quarter pieces are those whose day row's quarter mask meets the bucket's
-    // quarters; with the raw spans' users they become bitmaps like the days' own, and a bucket's
-    // distinct users are the popcount of the OR of all its bitmaps.
+    // The users of a part not stored are those whose day row's quarter mask meets it; with the
+    // raw spans' users they become bitmaps like the days' own, and a bucket's distinct users
+    // are the popcount of the OR of all its bitmaps.
     let rows = sqlx::query!(
-        r#"with valid as (
-            select c.b, p.lo, p.hi, p.version, p.events, p.value_sum
-            from unnest($14::timestamptz[], $15::timestamptz[], $16::int4[]) c(lo, hi, b)
-            join activity_spans p
-              on p.lo = c.lo and p.hi = c.hi and p.action = coalesce($1::text, '')
-             and p.version = activity_span_version(c.lo, c.hi)
+        r#"with parts as materialized (
+            select p.day, p.lo, p.hi, p.qfrom, p.qto, p.mask::bit(96) as mask, p.b, v.version,
+                   v.version is not null as valid
+            from unnest($5::date[], $6::int2[], $7::int2[], $8::timestamptz[], $9::timestamptz[],
+                        $10::text[], $11::bool[], $12::int4[]) p(day, lo, hi, qfrom, qto, mask, stored, b)
+            left join lateral (
+                select x.version from activity_parts x
+                where p.stored and x.day = p.day and x.lo = p.lo and x.hi = p.hi
+                  and x.version = activity_day_version(p.day)
+            ) v on true
         ), raw as materialized (
             select r.b, e.user_id, e.value
-            from unnest($8::timestamptz[], $9::timestamptz[], $10::int4[]) r(lo, hi, b)
+            from unnest($13::timestamptz[], $14::timestamptz[], $15::int4[]) r(lo, hi, b)
             cross join lateral (
                 select e.user_id, e.value from activities e
                 where e.occurred_at >= r.lo and e.occurred_at < r.hi and ($1::text is null or e.action = $1)
                 offset 0
             ) e
-            where r.b not in (select b from valid)
         ), days as (
             select lo, hi, b from unnest($2::date[], $3::date[], $4::int4[]) d(lo, hi, b)
         ), counts as (
@@ -152,36 +147,39 @@ pub(crate) async fn bucket_counts(
                 from days d join activity_daily a on a.day >= d.lo and a.day < d.hi
                 where ($1::text is null or a.action = $1)
                 union all
-                select r.b, h.events, h.value_sum
-                from unnest($5::timestamptz[], $6::timestamptz[], $7::int4[]) r(lo, hi, b)
-                join activity_quarter_hours h on h.quarter >= r.lo and h.quarter < r.hi
-                where ($1::text is null or h.action = $1) and r.b not in (select b from valid)
+                select p.b, h.events, h.value_sum
+                from parts p
+                join activity_quarter_hours h on h.quarter >= p.qfrom and h.quarter < p.qto
+                where ($1::text is null or h.action = $1) and not p.valid
+                union all
+                select p.b, t.events, t.value_sum
+                from parts p
+                join activity_part_totals t
+                  on t.day = p.day and t.lo = p.lo and t.hi = p.hi and t.version = p.version
+                where ($1::text is null or t.action = $1) and p.valid
                 union all
                 select b, 1, coalesce(value::numeric, 0) from raw
-                union all
-                select b, events, value_sum from valid
             ) t
             group by b
-        ), masks as (
-            select day, mask::bit(96) as mask, b
-            from unnest($11::date[], $12::text[], $13::int4[]) m(day, mask, b)
-            where b not in (select b from valid)
+        ), edge_days as (
+            select distinct day from parts where not valid and day < activity_recent_first_day()
         ), edge_rows as (
-            -- Each closed edge day's rows once, however many buckets share the day. Each day is
-            -- an index range (lateral, fenced by `offset 0`): guessing thirty days where there
-            -- are three, the planner would scan the whole table.
+            -- Each edge day's rows once, however many buckets share the day. Each day is an
+            -- index range (lateral, fenced by `offset 0`): guessing thirty days where there are
+            -- three, the planner would scan the whole table.
             select a.day, a.user_id, a.quarters
-            from (select distinct day from masks where day < activity_recent_first_day()) d,
+            from edge_days d,
                  lateral (select * from activity_user_daily a where a.day = d.day offset 0) a
             where $1::text is null
             union all
             select a.day, a.user_id, a.quarters
-            from (select distinct day from masks where day < activity_recent_first_day()) d,
+            from edge_days d,
                  lateral (select * from activity_user_action_daily a
                           where a.day = d.day and a.action = $1 offset 0) a
         ), edge_users as (
-            select m.b, r.user_id
-            from edge_rows r join masks m on m.day = r.day and (r.quarters & m.mask) <> B'0'::bit(96)
+            select p.b, r.user_id
+            from edge_rows r
+            join parts p on p.day = r.day and not p.valid and (r.quarters & p.mask) <> B'0'::bit(96)
             union all
             select b, user_id from raw
         ), bitmaps as (
@@ -196,15 +194,18 @@ pub(crate) async fn bucket_counts(
                 from edge_users x join activity_users u using (user_id)
                 union all
                 -- Today and yesterday: the bitmaps of their quarters (migration 11).
-                select m.b, r.chunk, r.users
-                from masks m
+                select p.b, r.chunk, r.users
+                from parts p
                 join activity_recent_quarter_users r
-                  on r.day = m.day and r.action = coalesce($1::text, '') and get_bit(m.mask, r.quarter) = 1
-                where m.day >= activity_recent_first_day()
+                  on r.day = p.day and r.action = coalesce($1::text, '') and get_bit(p.mask, r.quarter) = 1
+                where p.day >= activity_recent_first_day() and not p.valid
                 union all
-                select v.b, s.chunk, s.users
-                from valid v join activity_span_users s
-                  on s.lo = v.lo and s.hi = v.hi and s.action = coalesce($1::text, '') and s.version = v.version
+                select p.b, u.chunk, u.users
+                from parts p
+                join activity_part_users u
+                  on u.day = p.day and u.lo = p.lo and u.hi = p.hi and u.version = p.version
+                 and u.action = coalesce($1::text, '')
+                where p.valid
             ) x
             group by 1, 2
         ), users as (
@@ -217,18 +218,17 @@ pub(crate) async fn bucket_counts(
         &p.days_from,
         &p.days_to,
         &p.day_bucket,
-        &p.quarters_from,
-        &p.quarters_to,
-        &p.quarter_bucket,
+        &p.parts.days,
+        &p.parts.lo,
+        &p.parts.hi,
+        &p.parts.from,
+        &p.parts.to,
+        &p.parts.masks,
+        &p.parts.stored,
+        &p.part_bucket,
         &p.raw_from,
         &p.raw_to,
         &p.raw_bucket,
-        &p.mask_days,
-        &p.masks,
-        &p.mask_bucket,
-        &p.stored_from,
-        &p.stored_to,
-        &p.stored_bucket,
     )
     .fetch_all(db)
     .await?;
@@ -243,105 +243,4 @@ pub(crate) async fn bucket_counts(
         }
     }
     Ok(counts)
-}
-
-/// Computes and stores the edges of `spans` that may be stored and are not stored under the
-/// current versions (migration 10): one statement, so the edges and the versions they are
-/// stored under come from one snapshot. Returns how many edges it stored.
-pub(crate) async fn store_edges(
-    db: impl PgExecutor<'_>,
-    action: Option<&str>,
-    spans: &[(DateTime<Utc>, DateTime<Utc>)],
-) -> sqlx::Result<u64> {
-    let p = BucketPieces::new(spans, stored_until(Utc::now()));
-    if p.stored_bucket.is_empty() {
-        return Ok(0);
-    }
-    let stored = sqlx::query!(
-        r#"with missing as (
-            select c.lo, c.hi, c.b, c.version
-            from (select lo, hi, b, activity_span_version(lo, hi) as version
-                  from unnest($11::timestamptz[], $12::timestamptz[], $13::int4[]) c(lo, hi, b)) c
-            where not exists (select 1 from activity_spans p
-                              where p.lo = c.lo and p.hi = c.hi and p.action = coalesce($1::text, '')
-                                and p.version = c.version)
-        ), raw as materialized (
-            select r.b, e.user_id, e.value
-            from unnest($5::timestamptz[], $6::timestamptz[], $7::int4[]) r(lo, hi, b)
-            cross join lateral (
-                select e.user_id, e.value from activities e
-                where e.occurred_at >= r.lo and e.occurred_at < r.hi and ($1::text is null or e.action = $1)
-                offset 0
-            ) e
-            where r.b in (select b from missing)
-        ), counts as (
-            select b, sum(events)::int8 as events, sum(value_sum) as value_sum
-            from (
-                select r.b, h.events, h.value_sum
-                from unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) r(lo, hi, b)
-                join activity_quarter_hours h on h.quarter >= r.lo and h.quarter < r.hi
-                where ($1::text is null or h.action = $1) and r.b in (select b from missing)
-                union all
-                select b, 1, coalesce(value::numeric, 0) from raw
-            ) t
-            group by b
-        ), masks as (
-            select day, mask::bit(96) as mask, b
-            from unnest($8::date[], $9::text[], $10::int4[]) m(day, mask, b)
-            where b in (select b from missing)
-        ), edge_rows as (
-            select a.day, a.user_id, a.quarters
-            from (select distinct day from masks) d,
-                 lateral (select * from activity_user_daily a where a.day = d.day offset 0) a
-            where $1::text is null
-            union all
-            select a.day, a.user_id, a.quarters
-            from (select distinct day from masks) d,
-                 lateral (select * from activity_user_action_daily a
-                          where a.day = d.day and a.action = $1 offset 0) a
-        ), edge_users as (
-            select m.b, r.user_id
-            from edge_rows r join masks m on m.day = r.day and (r.quarters & m.mask) <> B'0'::bit(96)
-            union all
-            select b, user_id from raw
-        ), bits as (
-            select x.b, activity_user_chunk(u.ordinal) as chunk,
-                   bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)) as users
-            from edge_users x join activity_users u using (user_id)
-            group by 1, 2
-        ), stale as (
-            delete from activity_spans p using missing m
-            where p.lo = m.lo and p.hi = m.hi and p.action = coalesce($1::text, '')
-              and p.version <> m.version
-        ), header as (
-            insert into activity_spans (lo, hi, action, version, events, value_sum)
-            select m.lo, m.hi, coalesce($1::text, ''), m.version, c.events, c.value_sum
-            from missing m join counts c using (b)
-            -- Nothing happened (an action nobody did): nothing to store, and nothing to read.
-            where c.events <> 0
-            on conflict do nothing
-            returning lo, hi, version
-        )
-        insert into activity_span_users (lo, hi, action, version, chunk, users)
-        select m.lo, m.hi, coalesce($1::text, ''), m.version, x.chunk, x.users
-        from bits x
-        join missing m using (b)
-        join header h on h.lo = m.lo and h.hi = m.hi and h.version = m.version"#,
-        action,
-        &p.quarters_from,
-        &p.quarters_to,
-        &p.quarter_bucket,
-        &p.raw_from,
-        &p.raw_to,
-        &p.raw_bucket,
-        &p.mask_days,
-        &p.masks,
-        &p.mask_bucket,
-        &p.stored_from,
-        &p.stored_to,
-        &p.stored_bucket,
-    )
-    .execute(db)
-    .await?;
-    Ok(stored.rows_affected())
 }

@@ -16,6 +16,7 @@
 
 mod active_users;
 mod buckets;
+mod parts;
 pub mod reference;
 mod summary;
 mod timeseries;
@@ -29,9 +30,10 @@ use sqlx::query::QueryAs;
 use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
-pub use active_users::{active_users, store_active_users_edges};
-pub use summary::{SummaryTotals, average, summary, summary_totals};
-pub use timeseries::{store_timeseries_edges, timeseries};
+pub use active_users::{active_users, active_users_parts};
+pub use parts::{refresh_parts, store_parts};
+pub use summary::{SummaryTotals, average, summary, summary_parts, summary_totals};
+pub use timeseries::{timeseries, timeseries_parts};
 pub use top_users::{top_users, top_users_in};
 /// A user's profile reads that user's own rows through the `(user_id, occurred_at)` index, so
 /// it needs no rollup.
@@ -166,36 +168,28 @@ fn action(q: &StatsQuery) -> Option<&str> {
     q.action.as_ref().map(|a| a.as_str())
 }
 
-/// What a query over `pieces` reads (docs/rollups.md, "Quarter hours"): the range, the action, the whole
-/// days, the starts and ends of the whole-quarter spans and of the raw spans, and the edge days
-/// with their quarter masks. Queries the macros check pass the fields by name.
+/// What a query over `pieces` reads (docs/rollups.md, "Quarter hours"): the range, the action, the
+/// whole days, the whole quarter hours per UTC day (parts, read stored where `storable` admits
+/// them and they are stored) and the raw spans. Queries the macros check pass the fields by name.
 struct PieceArgs<'q> {
     action: Option<&'q str>,
     first_day: NaiveDate,
     end_day: NaiveDate,
-    quarters_from: Vec<DateTime<Utc>>,
-    quarters_to: Vec<DateTime<Utc>>,
+    parts: parts::PartArgs,
     raw_from: Vec<DateTime<Utc>>,
     raw_to: Vec<DateTime<Utc>>,
-    mask_days: Vec<NaiveDate>,
-    masks: Vec<String>,
 }
 
 impl<'q> PieceArgs<'q> {
-    fn new(q: &'q StatsQuery, pieces: &Pieces) -> Self {
-        let (quarters_from, quarters_to) = Pieces::unzip(&pieces.quarters);
+    fn new(q: &'q StatsQuery, pieces: &Pieces, storable: parts::Storable) -> Self {
         let (raw_from, raw_to) = Pieces::unzip(&pieces.raw);
-        let (mask_days, masks) = pieces.quarter_masks().into_iter().unzip();
         Self {
             action: action(q),
             first_day: pieces.days.0,
             end_day: pieces.days.1,
-            quarters_from,
-            quarters_to,
+            parts: parts::PartArgs::of(&pieces.day_parts(), storable),
             raw_from,
             raw_to,
-            mask_days,
-            masks,
         }
     }
 }

@@ -4,8 +4,9 @@
 
 use sqlx::PgExecutor;
 
+use super::parts::{Storable, storable_parts};
 use super::{ActionCount, PieceArgs, Summary};
-use crate::domain::StatsQuery;
+use crate::domain::{DayPart, StatsQuery};
 
 /// One row per action, then one row with a null action for the whole range.
 struct Row {
@@ -35,23 +36,43 @@ pub async fn summary(db: impl PgExecutor<'_>, q: &StatsQuery) -> sqlx::Result<Su
     summary_totals(db, q).await.map(|t| t.summary)
 }
 
+/// The parts of the range that may be stored (migration 12): a summary from a local midnight
+/// reads its first day's part instead of every per-user row of that UTC day.
+pub fn summary_parts(q: &StatsQuery) -> Vec<DayPart> {
+    if q.zone.is_utc() {
+        return Vec::new();
+    }
+    storable_parts(&q.range.pieces().day_parts(), Storable::now(q.zone))
+}
+
 pub async fn summary_totals(
     db: impl PgExecutor<'_>,
     q: &StatsQuery,
 ) -> sqlx::Result<SummaryTotals> {
-    let a = PieceArgs::new(q, &q.range.pieces());
+    let a = PieceArgs::new(q, &q.range.pieces(), Storable::now(q.zone));
+    // `parts` knows for each part whether it is stored under its day's current count (`valid`):
+    // a stored part gives its totals and users per action; the others are read from the
+    // quarter-hour rollups and, for their users, on days before yesterday the per-user rows
+    // whose quarter mask meets them, on today and yesterday the bitmaps of their quarters.
     // `raw` (the spans under a quarter hour) is materialised so it is scanned once; each span is
     // a lateral, fenced index range, so that the planner expects a span's rows rather than a
     // tenth of the table (which made it sort every bitmap: 45 against 75-100 ms for Berlin's 30
-    // days). `edge_bits` are the users of the partial days as bitmaps like the days' own: on
-    // days before yesterday those whose quarter mask meets the whole quarters read from
-    // `activity_quarter_hours`, on today and yesterday the bitmaps of those quarters, and the
-    // users of the raw spans. Distinct users are the popcount of the OR of them all.
+    // days). Distinct users are the popcount of the OR of all the bitmaps.
     let rows = sqlx::query_as!(
         Row,
-        r#"with raw as materialized (
+        r#"with parts as materialized (
+            select p.day, p.lo, p.hi, p.qfrom, p.qto, p.mask::bit(96) as mask, v.version,
+                   v.version is not null as valid
+            from unnest($4::date[], $5::int2[], $6::int2[], $7::timestamptz[], $8::timestamptz[],
+                        $9::text[], $10::bool[]) p(day, lo, hi, qfrom, qto, mask, stored)
+            left join lateral (
+                select x.version from activity_parts x
+                where p.stored and x.day = p.day and x.lo = p.lo and x.hi = p.hi
+                  and x.version = activity_day_version(p.day)
+            ) v on true
+        ), raw as materialized (
             select e.user_id, e.action, e.value, e.duration_ms
-            from unnest($6::timestamptz[], $7::timestamptz[]) r(lo, hi)
+            from unnest($11::timestamptz[], $12::timestamptz[]) r(lo, hi)
             cross join lateral (
                 select e.user_id, e.action, e.value, e.duration_ms from activities e
                 where e.occurred_at >= r.lo and e.occurred_at < r.hi and ($1::text is null or e.action = $1)
@@ -62,10 +83,10 @@ pub async fn summary_totals(
                    bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)) as users
             from (
                 select a.user_id, a.action
-                from unnest($8::date[], $9::text[]) m(day, mask)
-                join activity_user_action_daily a on a.day = m.day
-                where (a.quarters & m.mask::bit(96)) <> B'0'::bit(96) and ($1::text is null or a.action = $1)
-                  and m.day < activity_recent_first_day()
+                from parts p
+                join activity_user_action_daily a on a.day = p.day
+                where (a.quarters & p.mask) <> B'0'::bit(96) and ($1::text is null or a.action = $1)
+                  and p.day < activity_recent_first_day() and not p.valid
                 union all
                 select user_id, action from raw
             ) x
@@ -80,9 +101,15 @@ pub async fn summary_totals(
                 where day >= $2 and day < $3 and ($1::text is null or action = $1)
                 union all
                 select h.action, h.events, h.value_sum, h.duration_sum, h.duration_count
-                from unnest($4::timestamptz[], $5::timestamptz[]) r(lo, hi)
-                join activity_quarter_hours h on h.quarter >= r.lo and h.quarter < r.hi
-                where ($1::text is null or h.action = $1)
+                from parts p
+                join activity_quarter_hours h on h.quarter >= p.qfrom and h.quarter < p.qto
+                where ($1::text is null or h.action = $1) and not p.valid
+                union all
+                select t.action, t.events, t.value_sum, t.duration_sum, t.duration_count
+                from parts p
+                join activity_part_totals t
+                  on t.day = p.day and t.lo = p.lo and t.hi = p.hi and t.version = p.version
+                where ($1::text is null or t.action = $1) and p.valid
                 union all
                 select action, count(*), coalesce(sum(value::numeric), 0), coalesce(sum(duration_ms), 0),
                        count(duration_ms)
@@ -100,10 +127,17 @@ pub async fn summary_totals(
                 union all
                 -- Today and yesterday: the bitmaps of their quarters (migration 11).
                 select r.action, r.chunk, r.users
-                from unnest($8::date[], $9::text[]) m(day, mask)
+                from parts p
                 join activity_recent_quarter_users r
-                  on r.day = m.day and r.action <> '' and get_bit(m.mask::bit(96), r.quarter) = 1
-                where m.day >= activity_recent_first_day() and ($1::text is null or r.action = $1)
+                  on r.day = p.day and r.action <> '' and get_bit(p.mask, r.quarter) = 1
+                where p.day >= activity_recent_first_day() and not p.valid
+                  and ($1::text is null or r.action = $1)
+                union all
+                select u.action, u.chunk, u.users
+                from parts p
+                join activity_part_users u
+                  on u.day = p.day and u.lo = p.lo and u.hi = p.hi and u.version = p.version
+                where p.valid and u.action <> '' and ($1::text is null or u.action = $1)
             ) b
             group by action, chunk
         ), all_bitmaps as (
@@ -125,12 +159,15 @@ pub async fn summary_totals(
         a.action,
         a.first_day,
         a.end_day,
-        &a.quarters_from,
-        &a.quarters_to,
+        &a.parts.days,
+        &a.parts.lo,
+        &a.parts.hi,
+        &a.parts.from,
+        &a.parts.to,
+        &a.parts.masks,
+        &a.parts.stored,
         &a.raw_from,
         &a.raw_to,
-        &a.mask_days,
-        &a.masks,
     )
     .fetch_all(db)
     .await?;

@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 
-use super::buckets::{BucketCounts, bucket_counts, clip, store_edges};
+use super::buckets::{BucketCounts, bucket_counts, clip, storable_bucket_parts};
+use super::parts::Storable;
 use super::{Point, Timeseries, action};
-use crate::domain::{Bucket, StatsQuery, start_of_quarter};
+use crate::domain::{Bucket, DayPart, StatsQuery, start_of_quarter};
 
 pub async fn timeseries(
     db: &mut PgConnection,
@@ -27,7 +28,7 @@ pub async fn timeseries(
     let counts = if bucket == Bucket::Hour {
         hours(db, q, &spans).await?
     } else {
-        bucket_counts(&mut *db, action(q), &spans).await?
+        bucket_counts(&mut *db, action(q), &spans, Storable::now(q.zone)).await?
     };
     let points = starts
         .iter()
@@ -47,27 +48,16 @@ pub async fn timeseries(
     })
 }
 
-/// Stores the edges of this series' buckets that are closed (migration 10), so that the next
-/// computation of a series in this zone reads them instead of every per-user row of its days.
-/// UTC series have no edges but at the ends of an unaligned range, and hour buckets read
-/// windows: they store nothing.
-pub async fn store_timeseries_edges(
-    db: impl sqlx::PgExecutor<'_>,
-    q: &StatsQuery,
-    bucket: Bucket,
-) -> sqlx::Result<u64> {
+/// The parts of this series' buckets that may be stored (migration 12), so that the next
+/// computation of a series, summary or window in this zone reads them instead of every per-user
+/// row of their days. Hour buckets read windows: they need none.
+pub fn timeseries_parts(q: &StatsQuery, bucket: Bucket) -> Vec<DayPart> {
+    if bucket == Bucket::Hour {
+        return Vec::new();
+    }
     let (from, to) = (q.range.from(), q.range.to());
     let starts = q.zone.bucket_starts(from, to, bucket);
-    if q.zone.is_utc() || bucket == Bucket::Hour {
-        return Ok(0);
-    }
-    // Whole buckets only: a range cut anywhere would otherwise store two new edges per request,
-    // and the table would grow with every range a client can think of.
-    let whole: Vec<_> = clip(&starts, from, to)
-        .into_iter()
-        .filter(|&(lo, hi)| starts.contains(&lo) && hi == q.zone.next_bucket(lo, bucket))
-        .collect();
-    store_edges(db, action(q), &whole).await
+    storable_bucket_parts(q.zone, &clip(&starts, from, to))
 }
 
 /// A bucket that is a whole hour starting on a quarter hour: an hour window (migration 11).
@@ -88,7 +78,7 @@ async fn hours(
     let mut counts = vec![BucketCounts::default(); spans.len()];
     if !others.is_empty() {
         let cut: Vec<_> = others.iter().map(|&i| spans[i]).collect();
-        let found = bucket_counts(&mut *db, action(q), &cut).await?;
+        let found = bucket_counts(&mut *db, action(q), &cut, Storable::now(q.zone)).await?;
         for (i, c) in others.into_iter().zip(found) {
             counts[i] = c;
         }

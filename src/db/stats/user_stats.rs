@@ -3,11 +3,11 @@
 //! so its cost grows with the days in the range, not with the user's events (a user with a
 //! million events costs what a user with ten does).
 
-use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::buckets::{BucketPieces, clip};
+use super::parts::Storable;
 use super::{ActionCount, UserStats, action};
 use crate::domain::{Bucket, StatsQuery};
 
@@ -125,7 +125,7 @@ async fn local_active_days(
 ) -> sqlx::Result<i64> {
     let (from, to) = (q.range.from(), q.range.to());
     let starts = q.zone.bucket_starts(from, to, Bucket::Day);
-    let p = BucketPieces::new(&clip(&starts, from, to), DateTime::<Utc>::MIN_UTC);
+    let p = BucketPieces::new(&clip(&starts, from, to), Storable::never());
     sqlx::query_scalar!(
         r#"select count(distinct b)::int8 as "n!" from (
             select d.b from unnest($3::date[], $4::date[], $5::int4[]) d(lo, hi, b)
@@ -154,9 +154,9 @@ async fn local_active_days(
         &p.days_from,
         &p.days_to,
         &p.day_bucket,
-        &p.mask_days,
-        &p.masks,
-        &p.mask_bucket,
+        &p.parts.days,
+        &p.parts.masks,
+        &p.part_bucket,
         &p.raw_from,
         &p.raw_to,
         &p.raw_bucket,
