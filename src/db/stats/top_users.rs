@@ -98,6 +98,27 @@ macro_rules! everyone_edges {
     };
 }
 
+/// Each candidate's events on the whole UTC days of the range (`$2`..`$3`) and on its partial
+/// days (`$4`), read whole: the least and the most its count in the range can be, before any
+/// event of a partial day is read.
+const BOUNDS_ALL: &str = "
+select c.user_id,
+       coalesce(sum(r.events) filter (where r.day >= $2 and r.day < $3), 0)::int8,
+       coalesce(sum(r.events) filter (where r.day = any($4::date[])), 0)::int8
+from unnest($1::uuid[]) c(user_id)
+join activity_user_daily r
+  on r.user_id = c.user_id and ((r.day >= $2 and r.day < $3) or r.day = any($4::date[]))
+group by c.user_id";
+const BOUNDS_ONE: &str = "
+select c.user_id,
+       coalesce(sum(r.events) filter (where r.day >= $2 and r.day < $3), 0)::int8,
+       coalesce(sum(r.events) filter (where r.day = any($4::date[])), 0)::int8
+from unnest($1::uuid[]) c(user_id)
+join activity_user_action_daily r
+  on r.user_id = c.user_id and r.action = $5
+     and ((r.day >= $2 and r.day < $3) or r.day = any($4::date[]))
+group by c.user_id";
+
 const CANDIDATES_ALL: &str = totals_sql!(
     "select r.user_id, r.events, r.value_sum
      from unnest($8::uuid[]) c(user_id)
@@ -183,9 +204,10 @@ pub async fn top_users_in(
     // A heavy user heads most days: look each one up once.
     candidates.users.sort_unstable();
     candidates.users.dedup();
+    let users = reachable(db, q, candidates.users, limit).await?;
     let edges = EdgePlan::of(q);
     let (lo, hi, sign): (Vec<_>, Vec<_>, Vec<_>) = edges.spans.into_iter().collect();
-    let mut items = totals(of_candidates, Some(candidates.users))
+    let mut items = totals(of_candidates, Some(users))
         .bind(edges.whole_days)
         .bind(lo)
         .bind(hi)
@@ -212,6 +234,58 @@ pub async fn top_users_in(
             last_seen: q.zone.local(r.last_seen),
         })
         .collect())
+}
+
+/// The candidates that can still reach the list. Reading a candidate's partial edge days means
+/// reading its events there (a few hundred rows for a heavy user); in another zone every range
+/// has such days. Each candidate's count lies between its whole days' events and those plus its
+/// partial days' whole counts, so whoever's most is below the `limit`-th best least cannot be
+/// listed, and only the others' events are read.
+async fn reachable(
+    db: &mut PgConnection,
+    q: &StatsQuery,
+    users: Vec<Uuid>,
+    limit: TopUsersLimit,
+) -> sqlx::Result<Vec<Uuid>> {
+    let (whole_first, whole_end) = q.range.split_days().days();
+    let partial: Vec<NaiveDate> = q
+        .range
+        .days()
+        .filter(|d| !(whole_first <= *d && *d < whole_end))
+        .collect();
+    let limit = usize::try_from(limit.0).unwrap_or(usize::MAX);
+    if partial.is_empty() || users.len() <= limit {
+        return Ok(users);
+    }
+    let mut bounds = sqlx::query_as::<_, (Uuid, i64, i64)>(if q.action.is_some() {
+        BOUNDS_ONE
+    } else {
+        BOUNDS_ALL
+    })
+    .bind(users)
+    .bind(whole_first)
+    .bind(whole_end)
+    .bind(partial);
+    if let Some(a) = action(q) {
+        bounds = bounds.bind(a);
+    }
+    let bounds = bounds.fetch_all(&mut *db).await?;
+    Ok(within_reach(&bounds, limit))
+}
+
+/// Of `(user, least, partial)` bounds, the users whose most (`least + partial`) reaches the
+/// `limit`-th best least: all when there are no more than `limit`.
+fn within_reach(bounds: &[(Uuid, i64, i64)], limit: usize) -> Vec<Uuid> {
+    let mut least: Vec<i64> = bounds.iter().map(|b| b.1).collect();
+    let Some(nth) = limit.checked_sub(1).filter(|&n| n < least.len()) else {
+        return bounds.iter().map(|b| b.0).collect();
+    };
+    let (_, &mut kth, _) = least.select_nth_unstable_by(nth, |a, b| b.cmp(a));
+    bounds
+        .iter()
+        .filter(|(_, least, partial)| least.saturating_add(*partial) >= kth)
+        .map(|b| b.0)
+        .collect()
 }
 
 #[derive(sqlx::FromRow)]
@@ -279,5 +353,21 @@ impl Candidates {
         if heads.len() as i64 == m {
             self.bound += heads.last().map_or(0, |(_, e)| *e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_every_candidate_whose_most_reaches_the_limit_th_least() {
+        let [a, b, c, d] = [1, 2, 3, 4].map(Uuid::from_u128);
+        let bounds = [(a, 100, 0), (b, 90, 5), (c, 50, 40), (d, 50, 39)];
+        // The second best least is 90: c can reach it exactly (a tie still competes), d cannot.
+        assert_eq!(within_reach(&bounds, 2), [a, b, c]);
+        assert_eq!(within_reach(&bounds, 1), [a]);
+        assert_eq!(within_reach(&bounds, 4), [a, b, c, d]);
+        assert_eq!(within_reach(&bounds, 9), [a, b, c, d]);
     }
 }
