@@ -228,8 +228,6 @@ pub(crate) async fn prewarm(state: &AppState, now: DateTime<Utc>) -> ApiResult<u
     Ok(answers.len())
 }
 
-/// Storing the edges of other zones' days only speeds up the next computation: when it fails
-/// (a lock timeout, a database going away) the answer is computed from the rollups all the same.
 /// Day parts being stored in the background: one store at a time, at most `MAX_WAITING` in line.
 #[derive(Debug)]
 pub(crate) struct PartStores {
@@ -272,6 +270,8 @@ fn store_parts_later(state: &AppState, parts: Vec<DayPart>) {
     });
 }
 
+/// Storing the parts of other zones' days only speeds up later computations: when it fails (a
+/// lock timeout, a database going away) answers are computed from the rollups all the same.
 fn kept_or_logged(stored: sqlx::Result<u64>) {
     match stored {
         Ok(0) => {}

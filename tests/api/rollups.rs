@@ -402,8 +402,8 @@ async fn every_statistic_is_exact_in_every_zone_across_changes_of_the_clocks() {
         zones.push(MORE_ZONES[rng.random_range(0..MORE_ZONES.len())]);
     }
     eprintln!("zones {zones:?} (seed {seed})");
-    // Read from the pieces; then with the edges of the closed local days stored; then after
-    // writes into those days, which must make the stored edges count for nothing; then stored
+    // Read from the pieces; then with the parts of the closed local days stored; then after
+    // writes into those days, which must make the stored parts count for nothing; then stored
     // again.
     for round in 0..4 {
         if round == 2 {
