@@ -243,18 +243,24 @@ async fn assert_every_statistic_matches(pool: &PgPool, world: &World) {
     let mut queries = queries;
     for name in ["Asia/Kathmandu", "Europe/Berlin", "America/St_Johns"] {
         let zone: Zone = serde_json::from_value(serde_json::json!(name)).expect("zone");
+        // The local yesterday: part of the UTC yesterday, whose rest (the busy hours before
+        // midnight) had users of its own.
+        let today = zone.date_of(world.now);
+        let yesterday = (today - chrono::Days::new(1)).to_string();
+        let today = today.to_string();
         let recent = [
             (None, None),
             (
-                Some(world.now - Duration::hours(40) - Duration::minutes(7)),
+                Some((world.now - Duration::hours(40) - Duration::minutes(7)).to_rfc3339()),
                 None,
             ),
+            (Some(yesterday), Some(today)),
         ];
         for (from, to) in recent {
-            let from = from.map(|t: DateTime<Utc>| t.to_rfc3339());
             for action in [None, Some("view")] {
                 queries.push(StatsQuery {
-                    range: TimeRange::parse(from.as_deref(), to, world.now, zone).expect("range"),
+                    range: TimeRange::parse(from.as_deref(), to.as_deref(), world.now, zone)
+                        .expect("range"),
                     action: action.map(|a| Action::parse(a).expect("action")),
                     zone,
                 });

@@ -122,7 +122,10 @@ pub(crate) async fn bucket_counts(
     let rows = sqlx::query!(
         r#"with parts as materialized (
             select p.day, p.lo, p.hi, p.qfrom, p.qto, p.mask::bit(96) as mask, p.b, v.version,
-                   v.version is not null as valid
+                   v.version is not null as valid, p.day >= activity_recent_first_day() and not exists (
+                       select 1 from activity_recent_quarter_users r
+                       where r.day = p.day and r.action = '' and (r.quarter < p.lo or r.quarter >= p.hi)
+                         and r.users <> B'0'::bit(1024)) as whole
             from unnest($5::date[], $6::int2[], $7::int2[], $8::timestamptz[], $9::timestamptz[],
                         $10::text[], $11::bool[], $12::int4[]) p(day, lo, hi, qfrom, qto, mask, stored, b)
             left join lateral (
@@ -193,12 +196,17 @@ pub(crate) async fn bucket_counts(
                        set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)
                 from edge_users x join activity_users u using (user_id)
                 union all
-                -- Today and yesterday: the bitmaps of their quarters (migration 11).
+                -- Today and yesterday: the bitmaps of their quarters (migration 11), or the day's
+                -- own when nobody was active in the rest of the day (today's later hours).
                 select p.b, r.chunk, r.users
                 from parts p
                 join activity_recent_quarter_users r
                   on r.day = p.day and r.action = coalesce($1::text, '') and get_bit(p.mask, r.quarter) = 1
-                where p.day >= activity_recent_first_day() and not p.valid
+                where p.day >= activity_recent_first_day() and not p.valid and not p.whole
+                union all
+                select p.b, u.chunk, u.users
+                from parts p join activity_day_users u on u.day = p.day
+                where p.whole and ($1::text is null or u.action = $1)
                 union all
                 select p.b, u.chunk, u.users
                 from parts p

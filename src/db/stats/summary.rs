@@ -62,7 +62,10 @@ pub async fn summary_totals(
         Row,
         r#"with parts as materialized (
             select p.day, p.lo, p.hi, p.qfrom, p.qto, p.mask::bit(96) as mask, v.version,
-                   v.version is not null as valid
+                   v.version is not null as valid, p.day >= activity_recent_first_day() and not exists (
+                       select 1 from activity_recent_quarter_users r
+                       where r.day = p.day and r.action = '' and (r.quarter < p.lo or r.quarter >= p.hi)
+                         and r.users <> B'0'::bit(1024)) as whole
             from unnest($4::date[], $5::int2[], $6::int2[], $7::timestamptz[], $8::timestamptz[],
                         $9::text[], $10::bool[]) p(day, lo, hi, qfrom, qto, mask, stored)
             left join lateral (
@@ -125,13 +128,18 @@ pub async fn summary_totals(
                 union all
                 select action, chunk, users from edge_bits
                 union all
-                -- Today and yesterday: the bitmaps of their quarters (migration 11).
+                -- Today and yesterday: the bitmaps of their quarters (migration 11), or the day's
+                -- own when nobody was active in the rest of the day (today's later hours).
                 select r.action, r.chunk, r.users
                 from parts p
                 join activity_recent_quarter_users r
                   on r.day = p.day and r.action <> '' and get_bit(p.mask, r.quarter) = 1
-                where p.day >= activity_recent_first_day() and not p.valid
+                where p.day >= activity_recent_first_day() and not p.valid and not p.whole
                   and ($1::text is null or r.action = $1)
+                union all
+                select u.action, u.chunk, u.users
+                from parts p join activity_day_users u on u.day = p.day
+                where p.whole and ($1::text is null or u.action = $1)
                 union all
                 select u.action, u.chunk, u.users
                 from parts p

@@ -1,15 +1,17 @@
 //! A user's profile from the per-user rollups: whole days from `activity_user_action_daily`,
-//! the partial edge days from `activities`, and first and last seen from one index probe each,
+//! the partial edge days from the day's rows when the user was active only inside them (else
+//! from `activities`), and first and last seen from one index probe each,
 //! so its cost grows with the days in the range, not with the user's events (a user with a
 //! million events costs what a user with ten does).
 
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::buckets::{BucketPieces, clip};
 use super::parts::Storable;
 use super::{ActionCount, UserStats, action};
-use crate::domain::{Bucket, StatsQuery};
+use crate::domain::{Bucket, StatsQuery, TimeRange};
 
 struct Row {
     action: Option<String>,
@@ -25,20 +27,36 @@ pub async fn user_stats(
 ) -> sqlx::Result<UserStats> {
     let split = q.range.split_days();
     let (first_day, end_day) = split.days();
-    // One row per action, then one with a null action for the whole range. An edge day appears
-    // only in `edge` (whole days start at `$3` and end at `$4`), so counting distinct days over both
-    // counts each day once.
+    let edges = EdgePieces::of(q);
+    // One row per action, then one with a null action for the whole range. An edge piece lies in
+    // one UTC day outside the whole days (`$6`..`$7`), so counting distinct days over both counts
+    // each day once. A piece whose day the user was active in only inside the piece's whole
+    // quarters (`inside`: today before the hours to come, for one) is that day's rows; any other
+    // is read from the user's events.
     let rows = sqlx::query_as!(
         Row,
-        r#"with days as (
+        r#"with edges as (
+            select e.lo, e.hi, e.day,
+                   (select (u.quarters & ~e.mask::bit(96)) = B'0'::bit(96) from activity_user_daily u
+                    where u.user_id = $4 and u.day = e.day) as inside
+            from unnest($5::timestamptz[], $6::timestamptz[], $7::date[], $8::text[]) e(lo, hi, day, mask)
+        ), days as (
             select action, day, events, value_sum
             from activity_user_action_daily
-            where user_id = $8 and day >= $6 and day < $7 and ($5::text is null or action = $5) and events > 0
+            where user_id = $4 and day >= $2 and day < $3 and ($1::text is null or action = $1) and events > 0
             union all
-            select action, (occurred_at at time zone 'UTC')::date, count(*), coalesce(sum(value::numeric), 0)
-            from activities
-            where user_id = $8 and ($5::text is null or action = $5)
-              and ((occurred_at >= $1 and occurred_at < $3) or (occurred_at >= $4 and occurred_at < $2))
+            select a.action, a.day, a.events, a.value_sum
+            from edges e
+            join activity_user_action_daily a
+              on a.user_id = $4 and a.day = e.day and ($1::text is null or a.action = $1) and a.events > 0
+            where e.inside
+            union all
+            select a.action, e.day, count(*), coalesce(sum(a.value::numeric), 0)
+            from edges e
+            join activities a
+              on a.user_id = $4 and a.occurred_at >= e.lo and a.occurred_at < e.hi
+             and ($1::text is null or a.action = $1)
+            where e.inside is not true
             group by 1, 2
         ), per_action as (
             select action, sum(events)::int8 as events, sum(value_sum) as value_sum
@@ -51,14 +69,14 @@ pub async fn user_stats(
         select null, coalesce(sum(events), 0)::int8, activity_float8(coalesce(sum(value_sum), 0)),
                (select count(distinct day) from days)::int8
         from per_action"#,
-        q.range.from(),
-        q.range.to(),
-        split.whole_from,
-        split.whole_to,
         action(q),
         first_day,
         end_day,
         user_id,
+        &edges.from,
+        &edges.to,
+        &edges.days,
+        &edges.masks,
     )
     .fetch_all(&mut *db)
     .await?;
@@ -163,4 +181,41 @@ async fn local_active_days(
     )
     .fetch_one(db)
     .await
+}
+
+/// The parts of the range outside its whole UTC days, cut at UTC midnights, each with the mask of
+/// the whole quarter hours inside it.
+#[derive(Debug, Default, PartialEq)]
+struct EdgePieces {
+    from: Vec<DateTime<Utc>>,
+    to: Vec<DateTime<Utc>>,
+    days: Vec<NaiveDate>,
+    masks: Vec<String>,
+}
+
+impl EdgePieces {
+    fn of(q: &StatsQuery) -> Self {
+        let split = q.range.split_days();
+        let mut edges = Self::default();
+        for (from, to) in [
+            (q.range.from(), split.whole_from),
+            (split.whole_to, q.range.to()),
+        ] {
+            let mut lo = from;
+            while lo < to {
+                let day = lo.date_naive();
+                let hi = to.min((day + Days::new(1)).and_time(NaiveTime::MIN).and_utc());
+                let mask = TimeRange::new(lo, hi)
+                    .ok()
+                    .and_then(|r| r.pieces().day_parts().first().map(|p| p.mask()))
+                    .unwrap_or_else(|| "0".repeat(96));
+                edges.from.push(lo);
+                edges.to.push(hi);
+                edges.days.push(day);
+                edges.masks.push(mask);
+                lo = hi;
+            }
+        }
+        edges
+    }
 }
