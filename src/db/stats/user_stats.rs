@@ -29,35 +29,60 @@ pub async fn user_stats(
     let (first_day, end_day) = split.days();
     let edges = EdgePieces::of(q);
     // One row per action, then one with a null action for the whole range. An edge piece lies in
-    // one UTC day outside the whole days (`$6`..`$7`), so counting distinct days over both counts
+    // one UTC day outside the whole days (`$2`..`$3`), so counting distinct days over both counts
     // each day once. A piece whose day the user was active in only inside the piece's whole
     // quarters (`inside`: today before the hours to come, for one) is that day's rows; any other
-    // is read from the user's events.
+    // is read from the user's events, or, when it is most of the day, is the day's rows less the
+    // events of the rest (like top users' edges).
     let rows = sqlx::query_as!(
         Row,
         r#"with edges as (
-            select e.lo, e.hi, e.day,
+            select e.lo, e.hi, e.day, d.day_start, d.day_end,
                    (select (u.quarters & ~e.mask::bit(96)) = B'0'::bit(96) from activity_user_daily u
-                    where u.user_id = $4 and u.day = e.day) as inside
+                    where u.user_id = $4 and u.day = e.day) as inside,
+                   e.hi - e.lo > interval '12 hours' as long
             from unnest($5::timestamptz[], $6::timestamptz[], $7::date[], $8::text[]) e(lo, hi, day, mask)
-        ), days as (
-            select action, day, events, value_sum
-            from activity_user_action_daily
-            where user_id = $4 and day >= $2 and day < $3 and ($1::text is null or action = $1) and events > 0
-            union all
+            cross join lateral (
+                select (e.day::timestamp at time zone 'UTC') as day_start,
+                       ((e.day + 1)::timestamp at time zone 'UTC') as day_end
+            ) d
+        ), day_rows as (
+            -- Pieces read through the day's rows: the user was active only inside the piece, or
+            -- the piece is most of the day and the events of the rest are taken away below.
             select a.action, a.day, a.events, a.value_sum
             from edges e
             join activity_user_action_daily a
               on a.user_id = $4 and a.day = e.day and ($1::text is null or a.action = $1) and a.events > 0
-            where e.inside
-            union all
-            select a.action, e.day, count(*), coalesce(sum(a.value::numeric), 0)
-            from edges e
-            join activities a
-              on a.user_id = $4 and a.occurred_at >= e.lo and a.occurred_at < e.hi
-             and ($1::text is null or a.action = $1)
-            where e.inside is not true
+            where e.inside or e.long
+        ), days as (
+            select action, day, sum(events) as events, sum(value_sum) as value_sum
+            from (
+                select action, day, events, value_sum
+                from activity_user_action_daily
+                where user_id = $4 and day >= $2 and day < $3 and ($1::text is null or action = $1) and events > 0
+                union all
+                select action, day, events, value_sum from day_rows
+                union all
+                select a.action, e.day, count(*), coalesce(sum(a.value::numeric), 0)
+                from edges e
+                join activities a
+                  on a.user_id = $4 and a.occurred_at >= e.lo and a.occurred_at < e.hi
+                 and ($1::text is null or a.action = $1)
+                where e.inside is not true and not e.long
+                group by 1, 2
+                union all
+                select a.action, e.day, -count(*), -coalesce(sum(a.value::numeric), 0)
+                from edges e
+                join activities a
+                  on a.user_id = $4
+                 and ((a.occurred_at >= e.day_start and a.occurred_at < e.lo)
+                      or (a.occurred_at >= e.hi and a.occurred_at < e.day_end))
+                 and ($1::text is null or a.action = $1)
+                where e.inside is not true and e.long
+                group by 1, 2
+            ) t
             group by 1, 2
+            having sum(events) > 0
         ), per_action as (
             select action, sum(events)::int8 as events, sum(value_sum) as value_sum
             from days group by action having sum(events) > 0
