@@ -81,6 +81,18 @@ pub async fn run(pool: &PgPool, o: SeedOptions, if_empty: bool) -> anyhow::Resul
         seconds = phase.elapsed().as_secs_f64(),
         "indexes and rollups built"
     );
+    // The rebuild writes the rollups in hash order; readers take them by time (an hour bucket is
+    // four quarter rows, a day its bitmaps), which live writes leave in time order. In hash
+    // order each hour's rows sit on as many pages: UTC hour buckets over 30 days read 101 ms on
+    // the 10 M-event database against 27 once clustered (1.6 s for the four tables).
+    sqlx::raw_sql(
+        "cluster activity_quarter_hours using activity_quarter_hours_pkey;
+         cluster activity_hour_users using activity_hour_users_pkey;
+         cluster activity_day_users using activity_day_users_pkey;
+         cluster activity_daily using activity_daily_pkey",
+    )
+    .execute(pool)
+    .await?;
     // Fresh statistics so the planner sees the new distribution at once.
     sqlx::raw_sql("analyze activities, activity_daily, activity_quarter_hours, activity_hour_users, activity_user_daily, activity_user_action_daily, activity_day_users, activity_users")
         .execute(pool)

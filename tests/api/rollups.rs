@@ -615,6 +615,21 @@ async fn seed_leaves_exact_rollups_and_every_index_whether_the_table_was_empty_o
             .expect("count");
         assert_eq!(rows, expected);
         assert_eq!(index_definitions(&app.pool).await, indexes);
+        // Written in time order, as readers take them (and live writes leave them).
+        for (table, column) in [
+            ("activity_quarter_hours", "quarter"),
+            ("activity_day_users", "day"),
+        ] {
+            let correlation: f32 = sqlx::query_scalar(
+                "select correlation from pg_stats where tablename = $1 and attname = $2",
+            )
+            .bind(table)
+            .bind(column)
+            .fetch_one(&app.pool)
+            .await
+            .expect("statistics");
+            assert!(correlation > 0.9, "{table}.{column}: {correlation}");
+        }
         assert_rollups_equal_a_rebuild(&app.pool).await;
     }
     // The triggers still maintain the rollups after a seed.
