@@ -18,6 +18,6 @@ pub(crate) use field_error::FieldError;
 pub use live_write::{LiveWrite, Neighbours, Snapshot, Touch};
 pub use pagination::{Cursor, ListActivitiesQuery};
 pub use stats_query::{Bucket, StatsQuery, TopUsersLimit};
-pub(crate) use time_range::start_of_quarter;
 pub use time_range::{DayPart, DaySplit, Pieces, TimeRange, parse_instant};
+pub(crate) use time_range::{cut_at_midnights, start_of_quarter};
 pub use zone::{LocalTime, Zone};

@@ -70,6 +70,17 @@ fn quarter_of_day(t: DateTime<Utc>) -> u32 {
     t.hour() * 4 + t.minute() / 15
 }
 
+/// `[from, to)` cut at UTC midnights, in order: one span per UTC day it touches.
+pub(crate) fn cut_at_midnights(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> {
+    let next_midnight = |t: DateTime<Utc>| start_of_day(t) + Duration::days(1);
+    std::iter::successors(Some(from), move |&lo| Some(next_midnight(lo)))
+        .take_while(move |&lo| lo < to)
+        .map(move |lo| (lo, to.min(next_midnight(lo))))
+}
+
 /// `t` if `start_of` leaves it as it is, else the next such start, `step` later.
 fn at_or_after(
     t: DateTime<Utc>,
@@ -161,23 +172,19 @@ impl Pieces {
 
     /// The quarters of `quarters` cut at UTC midnights: at most one part per day, in date order.
     pub(crate) fn day_parts(&self) -> Vec<DayPart> {
-        let mut parts = Vec::new();
-        for &(from, to) in &self.quarters {
-            let mut lo = from;
-            while lo < to {
-                let end_of_day = start_of_day(lo) + Duration::days(1);
-                let hi = to.min(end_of_day);
+        self.quarters
+            .iter()
+            .flat_map(|&(from, to)| cut_at_midnights(from, to))
+            .map(|(lo, hi)| {
                 let first = quarter_of_day(lo);
                 let quarters = ((hi - lo).num_minutes() / 15) as u32;
-                parts.push(DayPart {
+                DayPart {
                     day: lo.date_naive(),
                     lo: first as u8,
                     hi: (first + quarters) as u8,
-                });
-                lo = hi;
-            }
-        }
-        parts
+                }
+            })
+            .collect()
     }
 
     /// Starts and ends of `spans` as two arrays, the way the queries take them.
@@ -442,6 +449,24 @@ mod tests {
         assert!(!part("2026-07-10", 92, 96).is_local_day_edge(berlin));
         // UTC days have no parts that are edges of a local day.
         assert!(!part("2026-11-01", 0, 40).is_local_day_edge(Zone::UTC));
+    }
+
+    #[test]
+    fn cuts_a_span_at_each_utc_midnight() {
+        let cut: Vec<_> =
+            cut_at_midnights(at("2026-11-01T22:40:00Z"), at("2026-11-03T02:00:00Z")).collect();
+        assert_eq!(
+            cut,
+            [
+                (at("2026-11-01T22:40:00Z"), at("2026-11-02")),
+                (at("2026-11-02"), at("2026-11-03")),
+                (at("2026-11-03"), at("2026-11-03T02:00:00Z")),
+            ]
+        );
+        assert_eq!(
+            cut_at_midnights(at("2026-11-02"), at("2026-11-02")).count(),
+            0
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Stored day parts (migration 12, docs/rollups.md "Time zones"): the quarters of one UTC day
 //! from its start to a local midnight of some zone, or from one to its end. A Berlin day is a
 //! suffix of one UTC day and a prefix of the next; its distinct users would otherwise come from
-//! every per-user row of both days. A part is stored with every action's totals and users the
-//! first time a statistics miss needs it, for days at least two days old, and read instead of
-//! those rows while its day's write count (`activity_day_version`) is unchanged.
+//! every per-user row of both days. A part is stored with every action's totals and users after
+//! the first statistics miss that needs it (and hourly for kinds in use), for days at least two
+//! days old, and read instead of those rows while its day's write count
+//! (`activity_day_version`) is unchanged.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::PgExecutor;
@@ -20,12 +21,17 @@ pub(crate) struct Storable {
     before: NaiveDate,
 }
 
+/// Parts of days before this one may be stored: yesterday, by this clock.
+fn closed_before() -> NaiveDate {
+    let today = Utc::now().date_naive();
+    today.checked_sub_days(Days::new(1)).unwrap_or(today)
+}
+
 impl Storable {
     pub(crate) fn now(zone: Zone) -> Self {
-        let today = Utc::now().date_naive();
         Self {
             zone,
-            before: today.checked_sub_days(Days::new(1)).unwrap_or(today),
+            before: closed_before(),
         }
     }
 
@@ -166,7 +172,7 @@ pub async fn store_parts(db: impl PgExecutor<'_>, parts: &[DayPart]) -> sqlx::Re
 /// kind per zone offset in use and end of the day): each newly closed day, and each day a late
 /// write made stale, is stored before a request needs it. Run hourly by the service.
 pub async fn refresh_parts(db: &sqlx::PgPool, days: u32) -> sqlx::Result<u64> {
-    let closed_before = Storable::now(Zone::UTC).before;
+    let closed_before = closed_before();
     let kinds = sqlx::query!(
         r#"select distinct lo as "lo!", hi as "hi!" from activity_parts
          where day >= $1::date - $2::int4 order by 1, 2"#,

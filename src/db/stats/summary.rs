@@ -4,7 +4,8 @@
 
 use sqlx::PgExecutor;
 
-use super::parts::{Storable, storable_parts};
+use super::buckets::storable_bucket_parts;
+use super::parts::Storable;
 use super::{ActionCount, PieceArgs, Summary};
 use crate::domain::{DayPart, StatsQuery};
 
@@ -39,10 +40,7 @@ pub async fn summary(db: impl PgExecutor<'_>, q: &StatsQuery) -> sqlx::Result<Su
 /// The parts of the range that may be stored (migration 12): a summary from a local midnight
 /// reads its first day's part instead of every per-user row of that UTC day.
 pub fn summary_parts(q: &StatsQuery) -> Vec<DayPart> {
-    if q.zone.is_utc() {
-        return Vec::new();
-    }
-    storable_parts(&q.range.pieces().day_parts(), Storable::now(q.zone))
+    storable_bucket_parts(q.zone, &[(q.range.from(), q.range.to())])
 }
 
 pub async fn summary_totals(

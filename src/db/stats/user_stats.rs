@@ -4,14 +4,14 @@
 //! so its cost grows with the days in the range, not with the user's events (a user with a
 //! million events costs what a user with ten does).
 
-use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::buckets::{BucketPieces, clip};
 use super::parts::Storable;
 use super::{ActionCount, UserStats, action};
-use crate::domain::{Bucket, StatsQuery, TimeRange};
+use crate::domain::{Bucket, StatsQuery, TimeRange, cut_at_midnights};
 
 struct Row {
     action: Option<String>,
@@ -226,19 +226,15 @@ impl EdgePieces {
             (q.range.from(), split.whole_from),
             (split.whole_to, q.range.to()),
         ] {
-            let mut lo = from;
-            while lo < to {
-                let day = lo.date_naive();
-                let hi = to.min((day + Days::new(1)).and_time(NaiveTime::MIN).and_utc());
+            for (lo, hi) in cut_at_midnights(from, to) {
                 let mask = TimeRange::new(lo, hi)
                     .ok()
                     .and_then(|r| r.pieces().day_parts().first().map(|p| p.mask()))
                     .unwrap_or_else(|| "0".repeat(96));
                 edges.from.push(lo);
                 edges.to.push(hi);
-                edges.days.push(day);
+                edges.days.push(lo.date_naive());
                 edges.masks.push(mask);
-                lo = hi;
             }
         }
         edges
