@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),./target)/release/analytics
 
-.PHONY: run test test-e2e test-client test-observability lint sqlx-prepare fmt migrate services seed prewarm bench bench-partitions fuzz build release clean
+.PHONY: run test test-cluster test-e2e test-client test-observability lint sqlx-prepare fmt migrate services seed prewarm bench bench-partitions fuzz build release clean
 
 ## Start Postgres and Redis if needed, migrate, seed demo data once, print a dev key, serve.
 run: services release
@@ -15,15 +15,21 @@ run: services release
 	@echo "Dashboard: http://127.0.0.1:8080/   (add #token=<the key above>)"; echo
 	$(BIN) serve
 
-## Every test: unit tests, the integration tests against real Postgres and Redis, a short
-## deterministic fuzz run of the live API (`make fuzz` is the long one), the typed TypeScript
-## client against a live server, and the alerting rules and Grafana panels against a real
-## Prometheus (installed from Debian's packages if missing).
+## Every test: unit tests, the integration tests against real Postgres and Redis, the cache's
+## promise tests again on a private Redis Cluster (3 masters + 3 replicas, started and stopped by
+## the script), a short deterministic fuzz run of the live API (`make fuzz` is the long one), the
+## typed TypeScript client against a live server, and the alerting rules and Grafana panels
+## against a real Prometheus (installed from Debian's packages if missing).
 test: services
 	$(CARGO) test --all-targets
+	./scripts/cluster-tests.sh
 	FUZZ_EXAMPLES=8 ./scripts/fuzz.sh
 	./scripts/client.sh
 	./scripts/observability.sh
+
+## The cache's promise tests on a private Redis Cluster (part of `make test`).
+test-cluster: services
+	./scripts/cluster-tests.sh
 
 ## The typed client (clients/typescript) against a live server; fails if it is out of date.
 test-client: services

@@ -36,6 +36,12 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster, comma-separated (redis://10.0.0.1:7000,redis://10.0.0.2:7000).
+    /// Set, it replaces REDIS_URL: the cache runs on the cluster, its keys spread over 12 hash
+    /// slots (docs/cache.md, "Redis Cluster").
+    #[arg(long, env = "REDIS_CLUSTER_URLS", value_name = "REDIS_CLUSTER_URLS", default_value = "",
+          hide_env_values = true, value_parser = list)]
+    pub redis_cluster_urls: ::std::vec::Vec<String>,
     /// Listen address. Port 0 picks a free port; the chosen address is logged.
     #[arg(
         long,
@@ -58,7 +64,7 @@ pub struct Settings {
     pub cache_op_timeout: Duration,
     /// Comma-separated origins allowed to call the API from a browser (empty: none).
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_name = "CORS_ALLOWED_ORIGINS", default_value = "",
-          value_parser = origins)]
+          value_parser = list)]
     pub cors_allowed_origins: ::std::vec::Vec<String>,
     /// Log format.
     #[arg(
@@ -135,7 +141,8 @@ fn at_least_one(unit: fn(u64) -> Duration) -> impl Fn(&str) -> Result<Duration, 
     }
 }
 
-fn origins(v: &str) -> Result<Vec<String>, String> {
+/// A comma-separated list, trimmed, without empty items.
+fn list(v: &str) -> Result<Vec<String>, String> {
     Ok(v.split(',')
         .map(str::trim)
         .filter(|o| !o.is_empty())

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::entry::{Entry, version_of};
+use super::shards::Shard;
 use super::{
     AppendRequest, Cache, CacheError, Invalidation, MAX_UPDATE_ROUNDS, Payload, Replaced, Touch,
 };
@@ -98,40 +99,65 @@ impl Cache {
         done.try_recv().unwrap_or(applied)
     }
 
-    /// Logs `writes` and updates the entries they fall in; if the cache cannot be reached,
-    /// falls back to an invalidation of everything they touched, remembered until applied.
-    pub(super) async fn apply_creates(&self, mut writes: Vec<LiveWrite>) -> bool {
+    /// Logs `writes` and updates the entries they fall in, in every shard at once; where a
+    /// shard cannot be reached, falls back to an invalidation of everything they touched there,
+    /// remembered until applied.
+    pub(super) async fn apply_creates(&self, writes: Vec<LiveWrite>) -> bool {
         if writes.is_empty() {
             return true;
         }
         let touches: Vec<Touch> = writes.iter().map(Touch::from).collect();
-        if self.has_pending() || !self.breaker.allow() {
-            return self.invalidate(&touches).await;
-        }
-        let Ok(records) = writes.iter().map(serde_json::to_vec).collect() else {
+        let Ok(records) = writes
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()
+        else {
             return self.invalidate(&touches).await;
         };
+        let applied = futures_util::future::join_all(
+            self.shards
+                .iter()
+                .map(|shard| self.apply_creates_in(shard, writes.clone(), &records, &touches)),
+        )
+        .await;
+        applied.into_iter().all(|a| a)
+    }
+
+    /// `apply_creates` in one shard, with its own write log and so its own positions.
+    async fn apply_creates_in(
+        &self,
+        shard: &Shard,
+        mut writes: Vec<LiveWrite>,
+        records: &[Vec<u8>],
+        touches: &[Touch],
+    ) -> bool {
+        let fall_back = || self.invalidate_in(shard, Invalidation::from_touches(touches));
+        if shard.has_pending() || !shard.breaker.allow() {
+            return fall_back().await;
+        }
         // The entries to update are found as an invalidation would find them: by the same tags
         // and spans (a listed entry a create does not change is left as it was by the applier).
         let request = AppendRequest {
-            records,
-            indexes: Invalidation::from_touches(&touches)
+            records: records.to_vec(),
+            indexes: Invalidation::from_touches(touches)
                 .spans
                 .into_iter()
-                .map(|(tag, spans)| (tag.index_keys(&self.prefix), spans))
+                .map(|(tag, spans)| (tag.index_keys(&shard.prefix), spans))
                 .collect(),
             log_ttl_secs: self.ttl.as_secs().max(600),
         };
-        let Ok((first, listed)) = self.bounded("append", self.backend_append(&request)).await
+        let Ok((first, listed)) = self
+            .bounded(shard, "append", self.backend_append(shard, &request))
+            .await
         else {
-            return self.invalidate(&touches).await;
+            return fall_back().await;
         };
         for (seq, w) in (first..).zip(writes.iter_mut()) {
             w.seq = seq;
         }
-        match self.update_entries(&writes, listed).await {
-            Ok(()) => true,
-            Err(_) => self.invalidate(&touches).await,
+        match self.update_entries(shard, &writes, listed).await {
+            Ok(()) if self.replicated(shard).await => true,
+            _ => fall_back().await,
         }
     }
 
@@ -139,6 +165,7 @@ impl Cache {
     /// instance (or a store) rewrote first.
     pub(super) async fn update_entries(
         &self,
+        shard: &Shard,
         writes: &[LiveWrite],
         mut listed: Vec<(String, Vec<u8>)>,
     ) -> Result<(), CacheError> {
@@ -152,12 +179,12 @@ impl Cache {
                     Update::To(value) => replacements.push((key, version_of(&raw).to_vec(), value)),
                 }
             }
-            self.remove(removals).await?;
+            self.remove(shard, removals).await?;
             if replacements.is_empty() {
                 return Ok(());
             }
             let outcomes = self
-                .bounded("update", self.backend_replace(&replacements))
+                .bounded(shard, "update", self.backend_replace(&replacements))
                 .await?;
             let mut updated = 0;
             for ((key, _, _), outcome) in replacements.into_iter().zip(outcomes) {
@@ -173,7 +200,7 @@ impl Cache {
             }
         }
         // Still contended: removing is always safe, since a later store catches up from the log.
-        self.remove(listed.into_iter().map(|(k, _)| k).collect())
+        self.remove(shard, listed.into_iter().map(|(k, _)| k).collect())
             .await
     }
 

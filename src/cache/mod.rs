@@ -14,6 +14,7 @@ pub(crate) mod key;
 mod live_updates;
 mod memory;
 mod redis_backend;
+mod shards;
 pub(crate) mod single_flight;
 mod stats;
 
@@ -40,6 +41,7 @@ use breaker::Breaker;
 use entry::{Entry, Meta};
 use memory::MemoryBackend;
 use redis_backend::RedisBackend;
+use shards::{CLUSTER_SHARDS, Layout, Shard, shard_of};
 use single_flight::SingleFlight;
 
 /// Failures in a row that open the circuit, and how long it then stays open.
@@ -47,13 +49,14 @@ const BREAKER_THRESHOLD: u32 = 3;
 const BREAKER_COOLDOWN: Duration = Duration::from_millis(1000);
 /// How often remembered (failed) invalidations are retried in the background.
 const RETRY_INTERVAL: Duration = Duration::from_millis(200);
-const OPERATIONS: [&str; 9] = [
+const OPERATIONS: [&str; 10] = [
     "get",
     "generations",
     "store",
     "invalidate",
     "append",
     "update",
+    "replicate",
     "clear",
     "ping",
     "info",
@@ -203,15 +206,13 @@ pub type StoreHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + 
 
 pub struct Cache {
     backend: Backend,
-    prefix: String,
+    /// Where keys live (`shards.rs`): one shard on one Redis and in process, several on a
+    /// cluster, each with its own breaker and remembered invalidations.
+    shards: Vec<Shard>,
     ttl: Duration,
     op_timeout: Duration,
-    breaker: Breaker,
     flights: SingleFlight<SharedResult>,
     creates: Combiner,
-    /// Invalidations that failed; until they are applied no entry is trusted.
-    pending: Mutex<Vec<Invalidation>>,
-    flushing: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
     applier: Arc<dyn LiveApplier>,
     before_store: Mutex<Option<StoreHook>>,
@@ -237,22 +238,28 @@ impl Cache {
                 .get_or_create(&OperationLabels { operation })
                 .inc_by(0);
         }
-        let backend = match &settings.redis_url {
-            Some(url) => Backend::Redis(RedisBackend::new(url, settings.cache_op_timeout)?),
-            None => Backend::Memory(MemoryBackend::new(settings.cache_ttl)),
+        let prefix = &settings.cache_prefix;
+        let (backend, layout) = match (&settings.redis_cluster_urls[..], &settings.redis_url) {
+            ([], Some(url)) => (
+                Backend::Redis(RedisBackend::new(url, settings.cache_op_timeout)?),
+                Layout::single(prefix),
+            ),
+            ([], None) => (
+                Backend::Memory(MemoryBackend::new(settings.cache_ttl)),
+                Layout::single(prefix),
+            ),
+            (seeds, _) => (
+                Backend::Redis(RedisBackend::cluster(seeds, settings.cache_op_timeout)?),
+                Layout::spread(prefix, CLUSTER_SHARDS),
+            ),
         };
         Ok(Self {
             backend,
-            // Every key of a deployment carries its prefix as a Redis Cluster hash tag, so each
-            // script's keys (an entry, its indexes, the write log) share one slot.
-            prefix: format!("{{{}}}", settings.cache_prefix),
+            shards: layout.shards(|| Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN)),
             ttl: settings.cache_ttl,
             op_timeout: settings.cache_op_timeout,
-            breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN),
             flights: SingleFlight::default(),
             creates: Combiner::default(),
-            pending: Mutex::new(Vec::new()),
-            flushing: tokio::sync::Mutex::new(()),
             metrics,
             applier,
             before_store: Mutex::new(None),
@@ -261,10 +268,15 @@ impl Cache {
     }
 
     pub(crate) fn backend_name(&self) -> &'static str {
-        match self.backend {
+        match &self.backend {
+            Backend::Redis(r) if r.is_cluster() => "redis-cluster",
             Backend::Redis(_) => "redis",
             Backend::Memory(_) => "memory",
         }
+    }
+
+    fn shard_for(&self, key: &CacheKey) -> &Shard {
+        &self.shards[shard_of(key, self.shards.len())]
     }
 
     /// Retries failed invalidations in the background until the cache is dropped.
@@ -275,8 +287,10 @@ impl Cache {
             loop {
                 tick.tick().await;
                 let Some(cache) = weak.upgrade() else { return };
-                if cache.has_pending() {
-                    cache.flush_pending().await;
+                for shard in &cache.shards {
+                    if shard.has_pending() {
+                        cache.flush_pending(shard).await;
+                    }
                 }
             }
         });
@@ -298,14 +312,15 @@ impl Cache {
         E: Send + Sync + 'static,
     {
         let endpoint = key.endpoint.as_str();
+        let shard = self.shard_for(key);
         // The miss and bypass paths hold the aggregate query's future, many kilobytes; boxed,
         // they keep the future of a HIT small, and a HIT no longer copies them around.
-        if !self.ready_for_reads().await {
+        if !self.ready_for_reads(shard).await {
             return Box::pin(self.bypass(endpoint, &compute)).await;
         }
-        let entry_key = key.entry_key(&self.prefix);
+        let entry_key = key.entry_key(&shard.prefix);
         if freshness == Freshness::AcceptCached {
-            match self.cached(&entry_key).await {
+            match self.cached(shard, &entry_key).await {
                 Ok(Some(payload)) => {
                     self.count_hit(endpoint);
                     return Ok((Arc::new(payload), CacheStatus::Hit));
@@ -314,13 +329,14 @@ impl Cache {
                 Err(_) => return Box::pin(self.bypass(endpoint, &compute)).await,
             }
         }
-        Box::pin(self.compute_and_store(key, entry_key, freshness, &compute)).await
+        Box::pin(self.compute_and_store(shard, key, entry_key, freshness, &compute)).await
     }
 
     /// The miss path: reads the generations and the write log's position, computes once per
     /// key and generations (single flight), and stores the answer unless a write invalidated it.
     async fn compute_and_store<F, Fut, E>(
         &self,
+        shard: &Shard,
         key: &CacheKey,
         entry_key: String,
         freshness: Freshness,
@@ -335,10 +351,14 @@ impl Cache {
         let generation_keys: Vec<String> = key
             .tags()
             .iter()
-            .map(|t| t.generation_key(&self.prefix))
+            .map(|t| t.generation_key(&shard.prefix))
             .collect();
         let Ok((seq, generations)) = self
-            .bounded("generations", self.backend_position(&generation_keys))
+            .bounded(
+                shard,
+                "generations",
+                self.backend_position(shard, &generation_keys),
+            )
             .await
         else {
             return self.bypass(endpoint, compute).await;
@@ -354,7 +374,7 @@ impl Cache {
                 // A request that missed just before the previous flight stored its answer
                 // finds it here instead of computing it a second time.
                 if freshness == Freshness::AcceptCached
-                    && let Ok(Some(payload)) = self.cached(&entry_key).await
+                    && let Ok(Some(payload)) = self.cached(shard, &entry_key).await
                 {
                     return Ok((Arc::new(payload), CacheStatus::Hit, u64::MAX));
                 }
@@ -362,8 +382,9 @@ impl Cache {
                     .timed_compute(endpoint, compute)
                     .await
                     .map_err(|e| Arc::new(e) as Arc<dyn Any + Send + Sync>)?;
-                let (payload, includes, status) =
-                    self.store(key, &entry_key, &generations, seq, fresh).await;
+                let (payload, includes, status) = self
+                    .store(shard, key, &entry_key, &generations, seq, fresh)
+                    .await;
                 Ok((Arc::new(payload), status, includes))
             })
             .await;
@@ -379,7 +400,7 @@ impl Cache {
         if includes < seq {
             // Joined a computation that began before a create this request must see (promise
             // 1): the stored entry has it, since creates update entries before they answer.
-            if let Ok(Some(payload)) = self.cached(&entry_key).await {
+            if let Ok(Some(payload)) = self.cached(shard, &entry_key).await {
                 self.count_hit(endpoint);
                 return Ok((Arc::new(payload), CacheStatus::Hit));
             }
@@ -413,53 +434,84 @@ impl Cache {
         })
     }
 
-    async fn remove(&self, keys: Vec<String>) -> Result<(), CacheError> {
+    async fn remove(&self, shard: &Shard, keys: Vec<String>) -> Result<(), CacheError> {
         if keys.is_empty() {
             return Ok(());
         }
-        let n = self.bounded("update", self.backend_remove(&keys)).await?;
+        let n = self
+            .bounded(shard, "update", self.backend_remove(&keys))
+            .await?;
         self.metrics.cache_invalidated_keys.inc_by(n);
         Ok(())
     }
 
-    /// Removes every entry the touched activities can change, and answers whether it did now.
-    /// Never fails the write: an invalidation that cannot be applied now is remembered, and
-    /// reads bypass the cache until it has been.
+    /// Removes every entry the touched activities can change, in every shard, and answers
+    /// whether it did now. Never fails the write: an invalidation that cannot be applied to a
+    /// shard now is remembered there, and reads of that shard bypass the cache until it has been.
     async fn invalidate(&self, touches: &[Touch]) -> bool {
         let inv = Invalidation::from_touches(touches);
         if inv.is_empty() {
             return true;
         }
-        if self.has_pending() || !self.breaker.allow() {
-            self.remember(inv);
-            self.flush_pending().await;
+        let done = futures_util::future::join_all(
+            self.shards
+                .iter()
+                .map(|shard| self.invalidate_in(shard, inv.clone())),
+        )
+        .await;
+        done.into_iter().all(|d| d)
+    }
+
+    /// Applies `inv` to one shard (and waits for its replica on a cluster), or remembers it.
+    async fn invalidate_in(&self, shard: &Shard, inv: Invalidation) -> bool {
+        if shard.has_pending() || !shard.breaker.allow() {
+            shard.remember(inv);
+            self.flush_pending(shard).await;
             return false;
         }
         match self
-            .bounded("invalidate", self.backend_invalidate(&inv))
+            .bounded(shard, "invalidate", self.backend_invalidate(shard, &inv))
             .await
         {
             Ok(n) => {
                 self.metrics.cache_invalidated_keys.inc_by(n);
-                true
+                if self.replicated(shard).await {
+                    return true;
+                }
+                shard.remember(inv);
+                false
             }
             Err(_) => {
-                self.remember(inv);
+                shard.remember(inv);
                 false
             }
         }
+    }
+
+    /// Has what this instance wrote to `shard` reached a replica (where one exists)? See
+    /// `RedisBackend::replicated`.
+    async fn replicated(&self, shard: &Shard) -> bool {
+        let limit = self.op_timeout * 2;
+        self.bounded_by(shard, "replicate", limit, self.backend_replicated(shard))
+            .await
+            .is_ok()
     }
 
     /// Drops every entry under the prefix.
     pub(crate) async fn clear(&self) -> Result<u64, CacheError> {
         let removed = match &self.backend {
             Backend::Redis(r) => {
-                self.bounded_by("clear", Duration::from_secs(30), r.clear(&self.prefix))
-                    .await?
+                let mut removed = 0;
+                for shard in &self.shards {
+                    removed += self
+                        .bounded_by(shard, "clear", Duration::from_secs(30), r.clear(shard))
+                        .await?;
+                }
+                removed
             }
             Backend::Memory(m) => m.clear(),
         };
-        tracing::info!(removed, prefix = %self.prefix, "cache cleared");
+        tracing::info!(removed, shards = self.shards.len(), "cache cleared");
         Ok(removed)
     }
 
@@ -471,7 +523,18 @@ impl Cache {
         let Backend::Redis(r) = &self.backend else {
             return Ok(());
         };
-        match tokio::time::timeout(Duration::from_secs(2), r.eviction_settings()).await {
+        // Every master must keep every key; on a cluster each shard's master is asked.
+        let settings = async {
+            let mut worst = (0, "noeviction".to_owned());
+            for shard in &self.shards {
+                let (maxmemory, policy) = r.eviction_settings(shard).await?;
+                if maxmemory > 0 && policy != "noeviction" {
+                    worst = (maxmemory, policy);
+                }
+            }
+            Ok::<_, CacheError>(worst)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), settings).await {
             Ok(Ok((maxmemory, policy))) if maxmemory > 0 && policy != "noeviction" => {
                 Err(CacheError::Backend(format!(
                     "Redis evicts keys (maxmemory-policy {policy}, maxmemory {maxmemory}): an evicted index or counter would serve stale statistics; set maxmemory-policy noeviction, or maxmemory 0"
@@ -494,9 +557,11 @@ impl Cache {
     pub(crate) async fn health(&self) -> CacheHealth {
         match &self.backend {
             Backend::Memory(_) => CacheHealth::Memory,
-            Backend::Redis(_) if !self.breaker.allow() => CacheHealth::Degraded,
-            Backend::Redis(r) => match self.bounded("ping", r.ping()).await {
-                Ok(()) if !self.has_pending() => CacheHealth::Ok,
+            Backend::Redis(_) if self.shards.iter().any(|s| !s.breaker.allow()) => {
+                CacheHealth::Degraded
+            }
+            Backend::Redis(r) => match self.bounded(&self.shards[0], "ping", r.ping()).await {
+                Ok(()) if !self.shards.iter().any(Shard::has_pending) => CacheHealth::Ok,
                 _ => CacheHealth::Degraded,
             },
         }
@@ -509,8 +574,14 @@ impl Cache {
     pub(crate) async fn forget_write_log(&self) {
         let result = match &self.backend {
             Backend::Redis(r) => {
-                self.bounded("update", r.forget_write_log(&self.prefix))
-                    .await
+                let mut result = Ok(());
+                for shard in &self.shards {
+                    let dropped = self
+                        .bounded(shard, "update", r.forget_write_log(shard))
+                        .await;
+                    result = result.and(dropped);
+                }
+                result
             }
             Backend::Memory(m) => {
                 m.forget_write_log();
@@ -524,14 +595,17 @@ impl Cache {
 
     /// Invalidations remembered because the cache could not take them yet.
     pub(crate) fn pending_invalidations(&self) -> usize {
-        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+        self.shards
+            .iter()
+            .map(|s| s.pending.lock().map(|p| p.len()).unwrap_or(0))
+            .sum()
     }
 
     /// Memory Redis uses and its limit (see `RedisBackend::memory`); `None` for the in-process
     /// cache or when Redis does not answer in time.
     pub(crate) async fn redis_memory(&self) -> Option<(u64, u64)> {
         match &self.backend {
-            Backend::Redis(r) => self.bounded("info", r.memory()).await.ok(),
+            Backend::Redis(r) => self.bounded(&self.shards[0], "info", r.memory()).await.ok(),
             Backend::Memory(_) => None,
         }
     }
@@ -594,6 +668,7 @@ impl Cache {
     /// otherwise, stored or refused by a racing write).
     async fn store(
         &self,
+        shard: &Shard,
         key: &CacheKey,
         entry_key: &str,
         generations: &[(String, String)],
@@ -613,7 +688,7 @@ impl Cache {
         let index_keys: Vec<(String, String)> = key
             .tags()
             .iter()
-            .map(|t| t.index_keys(&self.prefix))
+            .map(|t| t.index_keys(&shard.prefix))
             .collect();
         let scope = key.scope().encode();
         for _ in 0..MAX_CATCH_UP_ROUNDS {
@@ -641,7 +716,10 @@ impl Cache {
                 // An index must outlive every entry it lists, or a write could no longer find them.
                 index_ttl_secs: self.ttl.as_secs() * 11 / 10 + 60,
             };
-            match self.bounded("store", self.backend_store(&request)).await {
+            match self
+                .bounded(shard, "store", self.backend_store(shard, &request))
+                .await
+            {
                 Ok(StoreOutcome::Stored) => return (payload, seq, CacheStatus::Miss),
                 Err(_) => return (payload, seq, CacheStatus::Bypass),
                 Ok(StoreOutcome::Refused) => {
@@ -698,37 +776,25 @@ impl Cache {
         (self.ttl.as_secs() * 2).max(86_400)
     }
 
-    fn has_pending(&self) -> bool {
-        self.pending.lock().map(|p| !p.is_empty()).unwrap_or(true)
-    }
-
-    fn remember(&self, inv: Invalidation) {
-        tracing::warn!(
-            tags = inv.spans.len(),
-            "cache invalidation failed; remembered, and reads bypass the cache until it is applied"
-        );
-        if let Ok(mut p) = self.pending.lock() {
-            p.push(inv);
-        }
-    }
-
-    async fn ready_for_reads(&self) -> bool {
-        if self.has_pending() {
-            self.flush_pending().await;
-            if self.has_pending() {
+    /// May reads of `shard` use the cache? Not while an invalidation of it is remembered
+    /// (one last try first), nor while its breaker is open.
+    async fn ready_for_reads(&self, shard: &Shard) -> bool {
+        if shard.has_pending() {
+            self.flush_pending(shard).await;
+            if shard.has_pending() {
                 return false;
             }
         }
-        self.breaker.allow()
+        shard.breaker.allow()
     }
 
-    /// Applies every remembered invalidation in one script call.
-    async fn flush_pending(&self) {
-        let Ok(_only_one_flush) = self.flushing.try_lock() else {
+    /// Applies every invalidation remembered for `shard` in one script call.
+    async fn flush_pending(&self, shard: &Shard) {
+        let Ok(_only_one_flush) = shard.flushing.try_lock() else {
             return;
         };
         let (count, merged) = {
-            let Ok(pending) = self.pending.lock() else {
+            let Ok(pending) = shard.pending.lock() else {
                 return;
             };
             let mut merged = Invalidation::default();
@@ -737,18 +803,24 @@ impl Cache {
             }
             (pending.len(), merged)
         };
-        if count == 0 || !self.breaker.allow() {
+        if count == 0 || !shard.breaker.allow() {
             return;
         }
         if let Ok(n) = self
-            .bounded("invalidate", self.backend_invalidate(&merged))
+            .bounded(shard, "invalidate", self.backend_invalidate(shard, &merged))
             .await
+            && self.replicated(shard).await
         {
             self.metrics.cache_invalidated_keys.inc_by(n);
-            if let Ok(mut pending) = self.pending.lock() {
+            if let Ok(mut pending) = shard.pending.lock() {
                 pending.drain(..count);
             }
-            tracing::info!(count, removed = n, "remembered cache invalidations applied");
+            tracing::info!(
+                count,
+                removed = n,
+                shard = shard.index,
+                "remembered cache invalidations applied"
+            );
         }
     }
 }

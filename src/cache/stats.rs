@@ -75,7 +75,7 @@ impl Cache {
                 })
                 .sum(),
             invalidated_keys: self.metrics.cache_invalidated_keys.get(),
-            pending_invalidations: self.pending.lock().map(|p| p.len()).unwrap_or(0),
+            pending_invalidations: self.pending_invalidations(),
             by_endpoint,
         }
     }

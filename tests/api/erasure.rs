@@ -103,9 +103,9 @@ async fn an_erased_user_is_gone_from_every_answer_on_every_instance() {
         idempotent_create(&app, kept, "kept-signup").await;
         let paths = paths(erased, kept);
         // Cached answers that include the user, here and (with Redis) on a second instance.
-        let sibling = match backend {
-            Backend::Redis(_) => Some(app.spawn_sibling().await),
-            Backend::Memory => None,
+        let sibling = match backend.is_shared() {
+            true => Some(app.spawn_sibling().await),
+            false => None,
         };
         for path in &paths {
             app.stats(path).await;

@@ -34,21 +34,47 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into())
 }
 
+/// Seed URLs of the Redis Cluster the Redis tests run on instead of one Redis, when
+/// `TEST_REDIS_CLUSTER_URLS` is set (`scripts/cluster-tests.sh` sets it).
+pub fn redis_cluster_urls() -> Option<Vec<String>> {
+    let urls = std::env::var("TEST_REDIS_CLUSTER_URLS").ok()?;
+    let urls: Vec<String> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!urls.is_empty()).then_some(urls)
+}
+
 /// Which cache backend an app uses.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backend {
     Redis(String),
+    Cluster(Vec<String>),
     Memory,
 }
 
 impl Backend {
+    /// The shared Redis: one Redis, or the cluster `TEST_REDIS_CLUSTER_URLS` names.
     pub fn redis() -> Self {
-        Self::Redis(redis_url())
+        match redis_cluster_urls() {
+            Some(urls) => Self::Cluster(urls),
+            None => Self::Redis(redis_url()),
+        }
     }
 
-    /// Both backends, for tests of cache semantics that must hold for each.
-    pub fn all() -> [Self; 2] {
-        [Self::redis(), Self::Memory]
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, Self::Memory)
+    }
+
+    /// Both backends, for tests of cache semantics that must hold for each; on a cluster run
+    /// only the cluster (the in-process cache was tested by the ordinary run).
+    pub fn all() -> Vec<Self> {
+        match Self::redis() {
+            cluster @ Self::Cluster(_) => vec![cluster],
+            redis => vec![redis, Self::Memory],
+        }
     }
 }
 
@@ -189,31 +215,34 @@ impl Drop for TestDatabase {
     }
 }
 
-/// Removes every key under a prefix from a Redis when dropped.
+/// Removes every key under a prefix when dropped, from one Redis or from every node of a
+/// cluster (a replica refuses the `DEL`; its master's is replicated to it).
 pub struct PrefixCleanup {
     pub prefix: String,
-    pub redis_url: Option<String>,
+    pub redis_urls: Vec<String>,
 }
 
 impl Drop for PrefixCleanup {
     fn drop(&mut self) {
-        let Some(url) = self.redis_url.clone() else {
-            return;
-        };
-        let pattern = format!("{{{}}}:*", self.prefix);
+        // `{prefix}:…` on one Redis, `{prefix.N}:…` on a cluster.
+        let pattern = format!("{{{}[}}.]*", self.prefix);
+        let urls = std::mem::take(&mut self.redis_urls);
         let _ = std::thread::spawn(move || {
-            let Ok(client) = redis::Client::open(url) else {
-                return;
-            };
-            let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
-                return;
-            };
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            for url in urls {
+                let Ok(client) = redis::Client::open(url) else {
+                    continue;
+                };
+                let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1))
+                else {
+                    continue;
+                };
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                for key in keys {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(key).query(&mut conn);
+                }
             }
         })
         .join();
@@ -296,9 +325,10 @@ pub async fn try_spawn_app_with(mut options: AppOptions) -> anyhow::Result<TestA
         .clone()
         .unwrap_or_else(|| format!("test-{}", Uuid::new_v4().simple()));
     options.prefix = Some(prefix.clone());
-    let redis_url = match &options.backend {
-        Backend::Redis(url) => Some(url.clone()),
-        Backend::Memory => None,
+    let (redis_url, redis_cluster_urls) = match &options.backend {
+        Backend::Redis(url) => (Some(url.clone()), Vec::new()),
+        Backend::Cluster(urls) => (None, urls.clone()),
+        Backend::Memory => (None, Vec::new()),
     };
     let settings = Settings {
         database_url: options
@@ -306,6 +336,7 @@ pub async fn try_spawn_app_with(mut options: AppOptions) -> anyhow::Result<TestA
             .clone()
             .unwrap_or_else(|| database.url.clone()),
         redis_url: redis_url.clone(),
+        redis_cluster_urls: redis_cluster_urls.clone(),
         app_addr: "127.0.0.1:0".parse().expect("address"),
         cache_prefix: prefix.clone(),
         cache_ttl: Duration::from_secs(300),
@@ -346,7 +377,10 @@ pub async fn try_spawn_app_with(mut options: AppOptions) -> anyhow::Result<TestA
         pool,
         prefix: prefix.clone(),
         options,
-        _cleanup: Arc::new(PrefixCleanup { prefix, redis_url }),
+        _cleanup: Arc::new(PrefixCleanup {
+            prefix,
+            redis_urls: redis_url.into_iter().chain(redis_cluster_urls).collect(),
+        }),
     })
 }
 
@@ -744,4 +778,175 @@ pub fn pause_once() -> (
         })
     });
     (hook, reached_rx, release_tx)
+}
+
+/// A Redis Cluster of the test's own (`scripts/redis-cluster.sh`): real redis-server processes
+/// on free ports, which a test may kill or reshard without touching anyone else's.
+pub struct OwnCluster {
+    dir: std::path::PathBuf,
+    pub urls: Vec<String>,
+}
+
+impl OwnCluster {
+    pub fn start(masters: u32, replicas: u32) -> Self {
+        let dir = std::env::temp_dir().join(format!("aa-cluster-{}", Uuid::new_v4().simple()));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
+        let out = std::process::Command::new(script)
+            .arg("start")
+            .arg(&dir)
+            .arg(masters.to_string())
+            .arg(replicas.to_string())
+            .output()
+            .expect("scripts/redis-cluster.sh runs (redis-server and redis-cli installed)");
+        let mut cluster = Self {
+            dir,
+            urls: Vec::new(),
+        };
+        assert!(
+            out.status.success(),
+            "cluster did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.urls = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        cluster
+    }
+
+    pub fn ports(&self) -> Vec<u16> {
+        self.urls
+            .iter()
+            .filter_map(|u| u.rsplit(':').next()?.parse().ok())
+            .collect()
+    }
+
+    pub fn node(port: u16) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .expect("url")
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .expect("connect to a cluster node")
+    }
+
+    fn is_alive(&self, port: u16) -> bool {
+        redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .ok()
+            .and_then(|c| {
+                c.get_connection_with_timeout(Duration::from_millis(200))
+                    .ok()
+            })
+            .is_some()
+    }
+
+    /// The masters that answer, by port.
+    pub fn masters(&self) -> Vec<u16> {
+        self.ports()
+            .into_iter()
+            .filter(|p| self.is_alive(*p))
+            .filter(|p| {
+                let role: Vec<redis::Value> = redis::cmd("ROLE")
+                    .query(&mut Self::node(*p))
+                    .unwrap_or_default();
+                matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
+            })
+            .collect()
+    }
+
+    pub fn node_id(port: u16) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut Self::node(port))
+            .expect("cluster myid")
+    }
+
+    /// Every key on the node at `port` matching `pattern`.
+    pub fn keys(port: u16, pattern: &str) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut Self::node(port))
+            .unwrap_or_default()
+    }
+
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let port = self.masters()[0];
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut Self::node(port))
+            .expect("cluster keyslot")
+    }
+
+    /// Kills a node at once, as a crash would.
+    pub fn kill(&self, port: u16) {
+        let pid = std::fs::read_to_string(self.dir.join(port.to_string()).join("redis.pid"))
+            .expect("the node's pid file");
+        let status = std::process::Command::new("kill")
+            .arg("-9")
+            .arg(pid.trim())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill node {port}");
+    }
+
+    /// The port of the master serving `slot`, as the first live node's slot map says.
+    pub fn master_of(&self, slot: u16) -> Option<u16> {
+        let port = self.ports().into_iter().find(|p| self.is_alive(*p))?;
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut Self::node(port))
+            .ok()?;
+        ranges.into_iter().find_map(|range| {
+            let redis::Value::Array(range) = range else {
+                return None;
+            };
+            let int = |v: &redis::Value| match v {
+                redis::Value::Int(i) => Some(*i),
+                _ => None,
+            };
+            let (lo, hi) = (int(range.first()?)?, int(range.get(1)?)?);
+            if !(lo..=hi).contains(&i64::from(slot)) {
+                return None;
+            }
+            let redis::Value::Array(master) = range.get(2)? else {
+                return None;
+            };
+            u16::try_from(int(master.get(1)?)?).ok()
+        })
+    }
+
+    /// Waits until a live master other than `dead` serves `slot` and every live node reports
+    /// every slot served.
+    pub async fn wait_for_failover(&self, slot: u16, dead: u16, limit: Duration) -> u16 {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            let whole = self
+                .ports()
+                .into_iter()
+                .filter(|p| self.is_alive(*p))
+                .all(|p| {
+                    redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query::<String>(&mut Self::node(p))
+                        .is_ok_and(|i| i.contains("cluster_state:ok"))
+                });
+            match self.master_of(slot) {
+                Some(master) if whole && master != dead && self.is_alive(master) => return master,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        panic!("no replica took over slot {slot} within {limit:?}");
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
+        let _ = std::process::Command::new(script)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
 }

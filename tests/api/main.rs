@@ -4,6 +4,7 @@
 mod activities;
 mod auth;
 mod cache;
+mod cluster;
 mod contract;
 mod erasure;
 mod export;
