@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),./target)/release/analytics
 
-.PHONY: run test test-cluster test-e2e test-client test-observability lint sqlx-prepare fmt migrate services seed prewarm bench bench-partitions fuzz build release clean
+.PHONY: run test test-cluster bench-cluster test-e2e test-client test-observability lint sqlx-prepare fmt migrate services seed prewarm bench bench-partitions fuzz build release clean
 
 ## Start Postgres and Redis if needed, migrate, seed demo data once, print a dev key, serve.
 run: services release
@@ -68,6 +68,10 @@ prewarm: release
 
 bench: services release
 	./bench/run.sh
+
+## One Redis against a private Redis Cluster (3 + 3 nodes), one run: bench/cluster.md.
+bench-cluster: services release
+	./bench/cluster.sh
 
 # The partitioned table side by side with the unpartitioned one it replaced (about 15 minutes).
 bench-partitions: services

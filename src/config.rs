@@ -39,9 +39,13 @@ pub struct Settings {
     /// Seed nodes of a Redis Cluster, comma-separated (redis://10.0.0.1:7000,redis://10.0.0.2:7000).
     /// Set, it replaces REDIS_URL: the cache runs on the cluster, its keys spread over 12 hash
     /// slots (docs/cache.md, "Redis Cluster").
-    #[arg(long, env = "REDIS_CLUSTER_URLS", value_name = "REDIS_CLUSTER_URLS", default_value = "",
-          hide_env_values = true, value_parser = list)]
-    pub redis_cluster_urls: ::std::vec::Vec<String>,
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_URLS",
+        value_name = "REDIS_CLUSTER_URLS",
+        hide_env_values = true
+    )]
+    pub redis_cluster_urls: Option<String>,
     /// Listen address. Port 0 picks a free port; the chosen address is logged.
     #[arg(
         long,
@@ -138,6 +142,16 @@ fn at_least_one(unit: fn(u64) -> Duration) -> impl Fn(&str) -> Result<Duration, 
         Ok(n) if n >= 1 => Ok(unit(n)),
         Ok(_) => Err("must be at least 1".into()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Settings {
+    /// The cluster's seed nodes (`REDIS_CLUSTER_URLS`); empty when no cluster is set.
+    pub fn redis_cluster_seeds(&self) -> Vec<String> {
+        self.redis_cluster_urls
+            .as_deref()
+            .map(|v| list(v).unwrap_or_default())
+            .unwrap_or_default()
     }
 }
 

@@ -37,7 +37,7 @@ impl AppState {
     pub(crate) fn new(settings: &Settings) -> anyhow::Result<Self> {
         let pool = db::pool(settings)?;
         let mut metrics = Metrics::new();
-        if settings.redis_url.is_some() || !settings.redis_cluster_urls.is_empty() {
+        if settings.redis_url.is_some() || !settings.redis_cluster_seeds().is_empty() {
             metrics.register_redis_gauges();
         }
         let metrics = Arc::new(metrics);

@@ -239,7 +239,8 @@ impl Cache {
                 .inc_by(0);
         }
         let prefix = &settings.cache_prefix;
-        let (backend, layout) = match (&settings.redis_cluster_urls[..], &settings.redis_url) {
+        let seeds = settings.redis_cluster_seeds();
+        let (backend, layout) = match (&seeds[..], &settings.redis_url) {
             ([], Some(url)) => (
                 Backend::Redis(RedisBackend::new(url, settings.cache_op_timeout)?),
                 Layout::single(prefix),

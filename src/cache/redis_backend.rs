@@ -165,7 +165,10 @@ impl RedisBackend {
             .response_timeout(op_timeout)
             .build()
             .map_err(|e| CacheError::Backend(e.to_string()))?;
-        Ok(Self::with_dialer(Dialer::Cluster(Box::new(client)), op_timeout))
+        Ok(Self::with_dialer(
+            Dialer::Cluster(Box::new(client)),
+            op_timeout,
+        ))
     }
 
     fn with_dialer(dialer: Dialer, op_timeout: Duration) -> Self {

@@ -336,7 +336,7 @@ pub async fn try_spawn_app_with(mut options: AppOptions) -> anyhow::Result<TestA
             .clone()
             .unwrap_or_else(|| database.url.clone()),
         redis_url: redis_url.clone(),
-        redis_cluster_urls: redis_cluster_urls.clone(),
+        redis_cluster_urls: (!redis_cluster_urls.is_empty()).then(|| redis_cluster_urls.join(",")),
         app_addr: "127.0.0.1:0".parse().expect("address"),
         cache_prefix: prefix.clone(),
         cache_ttl: Duration::from_secs(300),
