@@ -18,13 +18,7 @@ export APP_ADDR=127.0.0.1:0 RATE_LIMIT_PER_SECOND=10000000 RATE_LIMIT_BURST=1000
 export CACHE_TTL_SECONDS=3600 RUST_LOG=warn
 bin=${CARGO_TARGET_DIR:-target}/release/analytics
 db=${DATABASE_URL##*/}
-"$bin" migrate
-have=$(psql -tA -h 127.0.0.1 -U postgres -d "$db" -c "select count(*) from activities")
-if [ "$have" -ne "$events" ]; then
-  psql -q -h 127.0.0.1 -U postgres -d "$db" -c "truncate activities"
-  "$bin" seed --users 20000 --events "$events" --days 90 --seed 1
-fi
-psql -q -h 127.0.0.1 -U postgres -d "$db" -c "vacuum analyze" -c "checkpoint"
+bench_database "$bin" "$events"
 export TOKEN=$("$bin" keys create --name "bench-cluster-$$" --role admin)
 tmp=$(mktemp -d)
 cluster_dir=$tmp/cluster

@@ -14,16 +14,7 @@ export DATABASE_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ana
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379} CACHE_PREFIX="bench-$$" APP_ADDR=127.0.0.1:0
 export RATE_LIMIT_PER_SECOND=10000000 RATE_LIMIT_BURST=10000000 CACHE_TTL_SECONDS=3600 RUST_LOG=warn
 bin=${CARGO_TARGET_DIR:-target}/release/analytics
-"$bin" migrate
-# The write scenarios of the last run left their rows behind: start again from the seeded set
-# (deterministic, about 15 s), so every run measures the same data.
-have=$(psql -tA -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "select count(*) from activities")
-if [ "$have" -ne "$events" ]; then
-  psql -q -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "truncate activities"
-  "$bin" seed --users 20000 --events "$events" --days 90 --seed 1
-fi
-# Vacuum and checkpoint now, so that neither lands in the middle of a measurement.
-psql -q -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "vacuum analyze" -c "checkpoint"
+bench_database "$bin" "$events"
 export TOKEN=$("$bin" keys create --name "bench-$$" --role admin)
 tmp=$(mktemp -d)
 cleanup() {

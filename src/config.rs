@@ -36,6 +36,16 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
+    /// A streaming replica of DATABASE_URL (a hot standby). Statistics misses, lists and gets
+    /// read there when it has replayed every write they must reflect, otherwise from the primary
+    /// (docs/scale.md, "Read replica"). Unset: everything reads the primary.
+    #[arg(
+        long,
+        env = "DATABASE_REPLICA_URL",
+        value_name = "DATABASE_REPLICA_URL",
+        hide_env_values = true
+    )]
+    pub database_replica_url: Option<String>,
     /// Seed nodes of a Redis Cluster, comma-separated (redis://10.0.0.1:7000,redis://10.0.0.2:7000).
     /// Set, it replaces REDIS_URL: the cache runs on the cluster, its keys spread over 12 hash
     /// slots (docs/cache.md, "Redis Cluster").

@@ -17,6 +17,7 @@ pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod pending_updates;
 pub mod rate_limiter;
+pub(crate) mod read_routing;
 pub mod retention;
 pub mod seed;
 pub mod startup;

@@ -35,6 +35,13 @@ pub(crate) struct RouteLabels {
     pub(crate) route: String,
 }
 
+/// Where a read that may go to the replica went, and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReadLabels {
+    pub(crate) target: &'static str,
+    pub(crate) reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct BuildLabels {
     pub(crate) version: &'static str,
@@ -70,6 +77,7 @@ pub(crate) struct Metrics {
     pub(crate) http_requests: Family<RequestLabels, Counter>,
     pub(crate) http_request_duration: HistogramFamily<RouteLabels>,
     pub(crate) aggregate_duration: HistogramFamily<EndpointLabels>,
+    pub(crate) db_reads: Family<ReadLabels, Counter>,
     db_pool_connections: Family<StateLabels, Gauge>,
     cache_pending_invalidations: Gauge,
     redis_memory_used: Gauge,
@@ -95,6 +103,7 @@ impl Metrics {
             http_requests: Family::default(),
             http_request_duration: Family::new_with_constructor(latency_histogram),
             aggregate_duration: Family::new_with_constructor(latency_histogram),
+            db_reads: Family::default(),
             db_pool_connections: Family::default(),
             cache_pending_invalidations: Gauge::default(),
             redis_memory_used: Gauge::default(),
@@ -146,6 +155,11 @@ impl Metrics {
             "analytics_aggregate_duration_seconds",
             "Time to compute one statistics answer in Postgres",
             m.aggregate_duration.clone(),
+        );
+        registry.register(
+            "analytics_db_reads",
+            "Reads that may go to DATABASE_REPLICA_URL, by where they went (primary, replica) and why",
+            m.db_reads.clone(),
         );
         registry.register(
             "analytics_db_pool_connections",

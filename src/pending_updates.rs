@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 use crate::cache::{Cache, Committed};
 use crate::db;
+use crate::read_routing::ReadRouting;
 
 /// How often applied rows are deleted (in one statement), and orphans looked for.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
@@ -25,23 +26,27 @@ const SWEEP_BATCH: i64 = 200;
 pub struct PendingUpdates {
     pool: PgPool,
     cache: Arc<Cache>,
+    reads: Arc<ReadRouting>,
     applied: Mutex<Vec<i64>>,
     orphan_age: Mutex<Duration>,
 }
 
 impl PendingUpdates {
-    pub(crate) fn new(pool: PgPool, cache: Arc<Cache>) -> Self {
+    pub(crate) fn new(pool: PgPool, cache: Arc<Cache>, reads: Arc<ReadRouting>) -> Self {
         Self {
             pool,
             cache,
+            reads,
             applied: Mutex::new(Vec::new()),
             orphan_age: Mutex::new(ORPHAN_AGE),
         }
     }
 
     /// Tells the cache about the committed write whose `cache_pending` row is `id`, and lets
-    /// the row go once the cache reflects it.
+    /// the row go once the cache reflects it. The write's position is published first, so that
+    /// a read that sees the cache updated also finds the replica's bar raised (docs/scale.md).
     pub(crate) async fn settle(&self, id: i64, write: Committed) {
+        self.reads.committed().await;
         if self.cache.after_commit(write).await
             && let Ok(mut applied) = self.applied.lock()
         {

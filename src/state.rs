@@ -15,6 +15,7 @@ use crate::domain::WriteWindow;
 use crate::metrics::Metrics;
 use crate::pending_updates::PendingUpdates;
 use crate::rate_limiter::RateLimiter;
+use crate::read_routing::ReadRouting;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -24,6 +25,8 @@ pub struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) rate_limiter: RateLimiter,
     pub pending: Arc<PendingUpdates>,
+    /// Where reads that may use `DATABASE_REPLICA_URL` go.
+    pub(crate) reads: Arc<ReadRouting>,
     /// The months whose partitions exist, so writes rarely need to ask.
     pub partitions: KnownPartitions,
     /// `RETENTION_DAYS`.
@@ -46,9 +49,20 @@ impl AppState {
             metrics.clone(),
             Arc::new(crate::statistics::live::Applier),
         )?);
+        let reads = Arc::new(ReadRouting::new(
+            settings,
+            pool.clone(),
+            cache.clone(),
+            metrics.clone(),
+        )?);
         Ok(Self {
             keys: KeyStore::new(db::key_pool(settings)?),
-            pending: Arc::new(PendingUpdates::new(pool.clone(), cache.clone())),
+            pending: Arc::new(PendingUpdates::new(
+                pool.clone(),
+                cache.clone(),
+                reads.clone(),
+            )),
+            reads,
             pool,
             cache,
             metrics,

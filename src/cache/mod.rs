@@ -12,6 +12,7 @@ pub(crate) mod breaker;
 pub(crate) mod entry;
 pub(crate) mod key;
 mod live_updates;
+mod lsn;
 mod memory;
 mod redis_backend;
 mod shards;
@@ -49,7 +50,7 @@ const BREAKER_THRESHOLD: u32 = 3;
 const BREAKER_COOLDOWN: Duration = Duration::from_millis(1000);
 /// How often remembered (failed) invalidations are retried in the background.
 const RETRY_INTERVAL: Duration = Duration::from_millis(200);
-const OPERATIONS: [&str; 10] = [
+const OPERATIONS: [&str; 11] = [
     "get",
     "generations",
     "store",
@@ -57,6 +58,7 @@ const OPERATIONS: [&str; 10] = [
     "append",
     "update",
     "replicate",
+    "lsn",
     "clear",
     "ping",
     "info",
@@ -213,6 +215,8 @@ pub struct Cache {
     op_timeout: Duration,
     flights: SingleFlight<SharedResult>,
     creates: Combiner,
+    /// The newest published commit position, for the in-process cache (`lsn.rs`).
+    local_lsn: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
     applier: Arc<dyn LiveApplier>,
     before_store: Mutex<Option<StoreHook>>,
@@ -261,6 +265,7 @@ impl Cache {
             op_timeout: settings.cache_op_timeout,
             flights: SingleFlight::default(),
             creates: Combiner::default(),
+            local_lsn: std::sync::atomic::AtomicU64::new(0),
             metrics,
             applier,
             before_store: Mutex::new(None),

@@ -578,6 +578,21 @@ impl RedisBackend {
         .map(|_| ())
     }
 
+    /// Runs a small script of one key and one argument (`EVAL`, cached by its hash).
+    pub(crate) async fn run_script(
+        &self,
+        script: &'static str,
+        key: &str,
+        arg: &str,
+    ) -> Result<(), CacheError> {
+        let script = Script::new(script);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(key).arg(arg);
+        self.with_connection(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+
     pub(crate) async fn ping(&self) -> Result<(), CacheError> {
         self.with_connection(|mut c| async move {
             redis::cmd("PING").query_async::<String>(&mut c).await

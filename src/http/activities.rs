@@ -241,7 +241,10 @@ pub(crate) async fn list_activities(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let q = ListActivitiesQuery::parse(&params).map_err(ApiError::Validation)?;
-    let mut items = db::activities::list_activities(&state.pool, &q).await?;
+    let mut items =
+        crate::read_routing::routed_read!(state.reads, |pool| db::activities::list_activities(
+            pool, &q
+        ))?;
     let next_cursor = if items.len() as i64 > q.limit {
         items.truncate(q.limit as usize);
         items.last().map(|a| {
@@ -266,8 +269,10 @@ pub(crate) async fn get_activity(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&path)?;
-    let activity = db::activities::find_activity(&state.pool, id)
-        .await?
+    let activity =
+        crate::read_routing::routed_read!(state.reads, |pool| db::activities::find_activity(
+            pool, id
+        ))?
         .ok_or_else(|| not_found(id))?;
     Ok(HttpResponse::Ok().json(activity))
 }

@@ -20,6 +20,14 @@ use live::LiveState;
 
 pub(crate) type Answer = (Arc<Payload>, CacheStatus);
 
+/// Runs a read in one repeatable-read snapshot (`db::stats::in_snapshot`), on the replica when it
+/// has replayed every write the answer must reflect, else on the primary (`read_routing.rs`).
+macro_rules! snapshot_read {
+    ($state:expr, $read:expr) => {
+        crate::read_routing::routed_read!($state.reads, |pool| db::stats::in_snapshot(pool, $read))
+    };
+}
+
 /// What a miss hands the cache: the answer, and the state and snapshot live updates start from.
 fn fresh(snapshot: Snapshot, answer: &impl serde::Serialize, state: LiveState) -> ApiResult<Fresh> {
     Ok(Fresh {
@@ -44,13 +52,12 @@ pub(crate) async fn summary(
         q.action.as_ref(),
         None,
     );
-    let (pool, q) = (&state.pool, &q);
+    let q = &q;
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
             let (snapshot, totals) =
-                db::stats::in_snapshot(pool, async |tx| db::stats::summary_totals(tx, q).await)
-                    .await?;
+                snapshot_read!(state, async |tx| db::stats::summary_totals(tx, q).await)?;
             store_parts_later(state, db::stats::summary_parts(q));
             fresh(
                 snapshot,
@@ -80,13 +87,12 @@ pub(crate) async fn timeseries(
         q.action.as_ref(),
         None,
     );
-    let (pool, q) = (&state.pool, &q);
+    let q = &q;
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
             let (snapshot, answer) =
-                db::stats::in_snapshot(pool, async |tx| db::stats::timeseries(tx, q, bucket).await)
-                    .await?;
+                snapshot_read!(state, async |tx| db::stats::timeseries(tx, q, bucket).await)?;
             store_parts_later(state, db::stats::timeseries_parts(q, bucket));
             fresh(
                 snapshot,
@@ -119,15 +125,14 @@ pub(crate) async fn active_users(
         action.as_ref(),
         None,
     );
-    let (pool, action) = (&state.pool, &action);
+    let action = &action;
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
             let name = action_name(action.as_ref());
-            let (snapshot, answer) = db::stats::in_snapshot(pool, async |tx| {
+            let (snapshot, answer) = snapshot_read!(state, async |tx| {
                 db::stats::active_users(tx, day, name.as_deref()).await
-            })
-            .await?;
+            })?;
             store_parts_later(state, db::stats::active_users_parts(day));
             fresh(
                 snapshot,
@@ -156,15 +161,14 @@ pub(crate) async fn top_users(
         q.action.as_ref(),
         None,
     );
-    let (pool, q) = (&state.pool, &q);
+    let q = &q;
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
             // More users than asked, so that creates by those just below the list keep it cached.
             let kept = TopUsersLimit(live::top_users_kept(limit.0));
             let (snapshot, items) =
-                db::stats::in_snapshot(pool, async |tx| db::stats::top_users_in(tx, q, kept).await)
-                    .await?;
+                snapshot_read!(state, async |tx| db::stats::top_users_in(tx, q, kept).await)?;
             let answer = db::stats::TopUsers {
                 from: q.zone.local(q.range.from()),
                 to: q.zone.local(q.range.to()),
@@ -191,14 +195,13 @@ pub(crate) async fn user_stats(
         q.action.as_ref(),
         Some(user_id),
     );
-    let (pool, q) = (&state.pool, &q);
+    let q = &q;
     state
         .cache
         .get_or_compute(&key, freshness, || async move {
-            let (snapshot, answer) = db::stats::in_snapshot(pool, async |tx| {
+            let (snapshot, answer) = snapshot_read!(state, async |tx| {
                 db::stats::user_stats(tx, user_id, q).await
-            })
-            .await?;
+            })?;
             fresh(
                 snapshot,
                 &answer,

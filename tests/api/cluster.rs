@@ -69,6 +69,29 @@ async fn app_on(cluster: &OwnCluster, op_timeout: Duration) -> Arc<TestApp> {
     )
 }
 
+/// A cluster of `masters` (each with `replicas`), an app on it, and `count` summary ranges
+/// cached: the ranges, their paths, and which master holds each one's entry.
+async fn cached_on_a_cluster(
+    masters: u32,
+    replicas: u32,
+    op_timeout: Duration,
+    count: usize,
+) -> (
+    OwnCluster,
+    Arc<TestApp>,
+    Vec<(String, String)>,
+    Vec<String>,
+    Vec<Option<u16>>,
+) {
+    let cluster = OwnCluster::start(masters, replicas);
+    let app = app_on(&cluster, op_timeout).await;
+    let ranges = ranges(count);
+    let paths: Vec<String> = ranges.iter().map(path).collect();
+    warm(&app, &paths).await;
+    let homes = homes(&cluster, &ranges);
+    (cluster, app, ranges, paths, homes)
+}
+
 async fn warm(app: &TestApp, paths: &[String]) {
     for p in paths {
         app.stats(p).await;
@@ -291,12 +314,8 @@ async fn a_deployment_spreads_over_every_master_and_is_cleared_on_all_of_them() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_costs_bypass_only_for_its_shards_and_no_stale_answer_follows() {
-    let cluster = OwnCluster::start(3, 1);
-    let app = app_on(&cluster, Duration::from_millis(100)).await;
-    let ranges = ranges(24);
-    let paths: Vec<String> = ranges.iter().map(path).collect();
-    warm(&app, &paths).await;
-    let homes = homes(&cluster, &ranges);
+    let (cluster, app, ranges, paths, homes) =
+        cached_on_a_cluster(3, 1, Duration::from_millis(100), 24).await;
     assert!(
         homes.iter().all(Option::is_some),
         "every entry stored: {homes:?}"
@@ -347,12 +366,8 @@ async fn a_killed_master_costs_bypass_only_for_its_shards_and_no_stale_answer_fo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moved_and_ask_redirections_during_resharding_are_followed() {
-    let cluster = OwnCluster::start(3, 0);
-    let app = app_on(&cluster, Duration::from_millis(1000)).await;
-    let ranges = ranges(24);
-    let paths: Vec<String> = ranges.iter().map(path).collect();
-    warm(&app, &paths).await;
-    let homes = homes(&cluster, &ranges);
+    let (cluster, app, ranges, paths, homes) =
+        cached_on_a_cluster(3, 0, Duration::from_millis(1000), 24).await;
     let source = homes[0].expect("stored");
     let slot = cluster.slot_of(&OwnCluster::keys(source, &entry_pattern(&ranges[0]))[0]);
     let target = cluster

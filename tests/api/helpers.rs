@@ -256,6 +256,8 @@ pub struct AppOptions {
     pub database: Option<Arc<TestDatabase>>,
     /// Connect through this URL instead of the database's own (a fault-injecting proxy).
     pub database_url: Option<String>,
+    /// A streaming replica of the database (`DATABASE_REPLICA_URL`).
+    pub database_replica_url: Option<String>,
     pub prefix: Option<String>,
     pub cache_op_timeout: Duration,
     /// (requests per second, burst) per API key
@@ -270,6 +272,7 @@ impl Default for AppOptions {
             backend: Backend::redis(),
             database: None,
             database_url: None,
+            database_replica_url: None,
             prefix: None,
             // Generous, so a CI machine starved of CPU does not turn hits into bypasses; the
             // fault tests set the contract's 50 ms themselves.
@@ -335,6 +338,7 @@ pub async fn try_spawn_app_with(mut options: AppOptions) -> anyhow::Result<TestA
             .database_url
             .clone()
             .unwrap_or_else(|| database.url.clone()),
+        database_replica_url: options.database_replica_url.clone(),
         redis_url: redis_url.clone(),
         redis_cluster_urls: (!redis_cluster_urls.is_empty()).then(|| redis_cluster_urls.join(",")),
         app_addr: "127.0.0.1:0".parse().expect("address"),
@@ -944,6 +948,93 @@ impl OwnCluster {
 impl Drop for OwnCluster {
     fn drop(&mut self) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
+        let _ = std::process::Command::new(script)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// A private Postgres primary with a hot standby streaming from it (`scripts/pg-standby.sh`),
+/// which a test may pause, lag or stop without touching the machine's own Postgres.
+pub struct OwnStandby {
+    dir: std::path::PathBuf,
+    pub primary_port: u16,
+    pub standby_port: u16,
+}
+
+impl OwnStandby {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("aa-standby-{}", Uuid::new_v4().simple()));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-standby.sh");
+        let out = std::process::Command::new(script)
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .expect("scripts/pg-standby.sh runs (Postgres server binaries installed)");
+        let mut standby = Self {
+            dir,
+            primary_port: 0,
+            standby_port: 0,
+        };
+        assert!(
+            out.status.success(),
+            "primary and standby did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        standby.primary_port = ports[0];
+        standby.standby_port = ports[1];
+        standby
+    }
+
+    pub fn primary_url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            self.primary_port
+        )
+    }
+
+    pub fn standby_url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            self.standby_port
+        )
+    }
+
+    /// Runs one statement on the standby (`select pg_wal_replay_pause()`).
+    pub async fn on_standby(&self, sql: &'static str) {
+        let mut conn = sqlx::PgConnection::connect(&self.standby_url("postgres"))
+            .await
+            .expect("connect to the standby");
+        sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .expect("statement on the standby");
+        conn.close().await.ok();
+    }
+
+    /// Stops the standby at once, as a crash would.
+    pub fn stop_standby(&self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-standby.sh");
+        let status = std::process::Command::new(script)
+            .arg("stop-standby")
+            .arg(&self.dir)
+            .status()
+            .expect("pg-standby.sh stop-standby");
+        assert!(status.success(), "stop the standby");
+    }
+}
+
+impl Drop for OwnStandby {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-standby.sh");
         let _ = std::process::Command::new(script)
             .arg("stop")
             .arg(&self.dir)

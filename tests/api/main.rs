@@ -13,6 +13,7 @@ mod helpers;
 mod hostile;
 mod live;
 mod otlp;
+mod replica;
 mod retention;
 mod rollups;
 mod settings;
