@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),./target)/release/analytics
 
-.PHONY: run test test-cluster bench-cluster test-e2e test-client test-observability lint sqlx-prepare fmt migrate services seed prewarm bench bench-partitions fuzz build release clean
+.PHONY: run test test-cluster bench-cluster bench-scale test-e2e test-client test-observability lint sqlx-prepare fmt migrate services seed prewarm bench bench-partitions fuzz build release clean
 
 ## Start Postgres and Redis if needed, migrate, seed demo data once, print a dev key, serve.
 run: services release
@@ -72,6 +72,11 @@ bench: services release
 ## One Redis against a private Redis Cluster (3 + 3 nodes), one run: bench/cluster.md.
 bench-cluster: services release
 	./bench/cluster.sh
+
+## Redis commands and Postgres statements per request, and throughput with a read replica:
+## bench/scale.md, the numbers behind docs/scale.md.
+bench-scale: services release
+	./bench/scale.sh
 
 # The partitioned table side by side with the unpartitioned one it replaced (about 15 minutes).
 bench-partitions: services

@@ -12,7 +12,9 @@
 #   scripts/pg-standby.sh stop DIR
 #       stops both at once (immediate) and removes DIR.
 #
-# Postgres refuses to run as root, so as root the servers run as the `postgres` user.
+# PG_STANDBY_EXTRA_CONF, if set, is appended to both servers' postgresql.conf (`make bench-scale`
+# loads pg_stat_statements with it). Postgres refuses to run as root, so as root the servers
+# run as the `postgres` user.
 set -euo pipefail
 
 usage() { echo "usage: $0 start DIR | stop-standby DIR | stop DIR" >&2; exit 2; }
@@ -45,6 +47,7 @@ max_wal_senders = 4
 fsync = off
 synchronous_commit = on
 full_page_writes = off
+${PG_STANDBY_EXTRA_CONF:-}
 CONF
   as_owner "$bindir/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w start >/dev/null
   standby_port=$(free_port)

@@ -212,6 +212,25 @@ impl ReadRouting {
         }
     }
 
+    /// Publishes a position this instance failed to publish, every 200 ms until it succeeds,
+    /// so other instances learn it even if this one serves no reads (docs/scale.md).
+    pub(crate) fn spawn_retry_task(self: &Arc<Self>) {
+        if self.replica.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let Some(reads) = weak.upgrade() else { return };
+                if reads.unpublished.load(Ordering::Acquire) != 0 {
+                    reads.publish_pending().await;
+                }
+            }
+        });
+    }
+
     /// Publishes a position this instance failed to publish; `true` when none is left.
     async fn publish_pending(&self) -> bool {
         let pending = self.unpublished.load(Ordering::Acquire);

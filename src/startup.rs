@@ -31,6 +31,7 @@ impl Application {
         state.cache.check_eviction_policy().await?;
         state.cache.spawn_retry_task();
         state.pending.spawn();
+        state.reads.spawn_retry_task();
         spawn_housekeeping(state.clone());
         match state.cache.backend_name() {
             "memory" => tracing::info!(
