@@ -315,7 +315,7 @@ async fn a_deployment_spreads_over_every_master_and_is_cleared_on_all_of_them() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_costs_bypass_only_for_its_shards_and_no_stale_answer_follows() {
     let (cluster, app, ranges, paths, homes) =
-        cached_on_a_cluster(3, 1, Duration::from_millis(100), 24).await;
+        cached_on_a_cluster(3, 1, Duration::from_millis(250), 24).await;
     assert!(
         homes.iter().all(Option::is_some),
         "every entry stored: {homes:?}"

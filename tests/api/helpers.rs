@@ -794,27 +794,17 @@ pub struct OwnCluster {
 impl OwnCluster {
     pub fn start(masters: u32, replicas: u32) -> Self {
         let dir = std::env::temp_dir().join(format!("aa-cluster-{}", Uuid::new_v4().simple()));
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
-        let out = std::process::Command::new(script)
+        let out = local_servers("redis-cluster.sh")
             .arg("start")
             .arg(&dir)
             .arg(masters.to_string())
             .arg(replicas.to_string())
-            .output()
-            .expect("scripts/redis-cluster.sh runs (redis-server and redis-cli installed)");
+            .output();
         let mut cluster = Self {
             dir,
             urls: Vec::new(),
         };
-        assert!(
-            out.status.success(),
-            "cluster did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster.urls = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
+        cluster.urls = started(out, "a Redis Cluster (redis-server, redis-cli)")
             .split(',')
             .map(str::to_owned)
             .collect();
@@ -947,12 +937,31 @@ impl OwnCluster {
 
 impl Drop for OwnCluster {
     fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
-        let _ = std::process::Command::new(script)
+        let _ = local_servers("redis-cluster.sh")
             .arg("stop")
             .arg(&self.dir)
             .status();
     }
+}
+
+/// `scripts/NAME`, one of the scripts that start and stop servers of a test's own.
+fn local_servers(name: &str) -> std::process::Command {
+    std::process::Command::new(format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The last line a script that started `what` printed; what it said on stderr if it failed.
+fn started(out: std::io::Result<std::process::Output>, what: &str) -> String {
+    let out = out.unwrap_or_else(|e| panic!("cannot run the script that starts {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} did not start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A private Postgres primary with a hot standby streaming from it (`scripts/pg-standby.sh`),
@@ -966,26 +975,16 @@ pub struct OwnStandby {
 impl OwnStandby {
     pub fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("aa-standby-{}", Uuid::new_v4().simple()));
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-standby.sh");
-        let out = std::process::Command::new(script)
+        let out = local_servers("pg-standby.sh")
             .arg("start")
             .arg(&dir)
-            .output()
-            .expect("scripts/pg-standby.sh runs (Postgres server binaries installed)");
+            .output();
         let mut standby = Self {
             dir,
             primary_port: 0,
             standby_port: 0,
         };
-        assert!(
-            out.status.success(),
-            "primary and standby did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
+        let ports: Vec<u16> = started(out, "a Postgres primary and standby (initdb, pg_ctl)")
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect();
@@ -1022,8 +1021,7 @@ impl OwnStandby {
 
     /// Stops the standby at once, as a crash would.
     pub fn stop_standby(&self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-standby.sh");
-        let status = std::process::Command::new(script)
+        let status = local_servers("pg-standby.sh")
             .arg("stop-standby")
             .arg(&self.dir)
             .status()
@@ -1034,8 +1032,7 @@ impl OwnStandby {
 
 impl Drop for OwnStandby {
     fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-standby.sh");
-        let _ = std::process::Command::new(script)
+        let _ = local_servers("pg-standby.sh")
             .arg("stop")
             .arg(&self.dir)
             .status();
