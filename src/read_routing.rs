@@ -8,17 +8,16 @@
 //!
 //! Sits beside the handlers, above `cache` and `db`: it only connects the two.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::cache::Cache;
 use crate::cache::breaker::Breaker;
 use crate::config::Settings;
+use crate::db;
 use crate::metrics::{Metrics, ReadLabels};
 
 /// Failures in a row after which the replica is left alone for a while, and for how long: a
@@ -97,7 +96,7 @@ impl ReadRouting {
         let replica = match settings.database_replica_url.as_deref() {
             None => None,
             Some(url) => Some(Replica {
-                pool: replica_pool(url, settings.db_max_connections)?,
+                pool: db::pool_at(url, settings.db_max_connections, REPLICA_ACQUIRE)?,
                 replayed: AtomicU64::new(0),
                 breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN),
             }),
@@ -117,7 +116,7 @@ impl ReadRouting {
         if self.replica.is_none() {
             return;
         }
-        let lsn = match current_lsn(&self.primary).await {
+        let lsn = match db::wal::current_position(&self.primary).await {
             Ok(lsn) => lsn,
             Err(error) => {
                 // Its position is unknown: this instance trusts no replica until a later
@@ -192,7 +191,7 @@ impl ReadRouting {
         if replica.replayed.load(Ordering::Acquire) >= required {
             return Ok(());
         }
-        match replayed_lsn(&replica.pool).await {
+        match db::wal::replayed_position(&replica.pool).await {
             Ok(Some(replayed)) => {
                 replica.breaker.record_success();
                 replica.replayed.fetch_max(replayed, Ordering::AcqRel);
@@ -238,7 +237,7 @@ impl ReadRouting {
             return true;
         }
         let lsn = match pending {
-            u64::MAX => match current_lsn(&self.primary).await {
+            u64::MAX => match db::wal::current_position(&self.primary).await {
                 Ok(lsn) => lsn,
                 Err(_) => return false,
             },
@@ -260,37 +259,4 @@ impl ReadRouting {
             .get_or_create(&ReadLabels { target, reason })
             .inc();
     }
-}
-
-/// The replica's pool: the same session settings as the primary's, a short wait for a
-/// connection (a replica that is away must cost a read little before it goes to the primary).
-fn replica_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(url)?.options([
-        ("statement_timeout", "15s"),
-        ("jit", "off"),
-        ("plan_cache_mode", "force_custom_plan"),
-    ]);
-    Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(REPLICA_ACQUIRE)
-        .idle_timeout(Duration::from_secs(300))
-        .connect_lazy_with(options))
-}
-
-/// The primary's WAL position now, in bytes: at or past the commit of every write that has
-/// returned from its `COMMIT`.
-async fn current_lsn(pool: &PgPool) -> sqlx::Result<u64> {
-    let lsn: i64 = sqlx::query_scalar("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
-        .fetch_one(pool)
-        .await?;
-    Ok(u64::try_from(lsn).unwrap_or(0))
-}
-
-/// The position the replica has replayed, in bytes; `None` on a server that is not in recovery.
-async fn replayed_lsn(pool: &PgPool) -> sqlx::Result<Option<u64>> {
-    let lsn: Option<i64> =
-        sqlx::query_scalar("select (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
-            .fetch_one(pool)
-            .await?;
-    Ok(lsn.map(|l| u64::try_from(l).unwrap_or(0)))
 }

@@ -9,6 +9,7 @@ pub mod partitions;
 pub(crate) mod pending;
 pub mod retention;
 pub mod stats;
+pub(crate) mod wal;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +36,20 @@ pub(crate) fn key_pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
 }
 
 fn pool_of(settings: &Settings, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    pool_at(
+        &settings.database_url,
+        max_connections,
+        settings.db_acquire_timeout,
+    )
+}
+
+/// A lazily connecting pool to `url` with the service's session settings; the read replica's
+/// pool (`read_routing.rs`) is one too, with its own wait for a connection.
+pub(crate) fn pool_at(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     // No statement may hold a connection (and a client) longer than this: a runaway query is
     // cancelled and the request answered 503 instead of queueing everyone behind it.
     // JIT is off: the statistics read a few thousand rollup rows, and compiling a plan (tens of
@@ -42,14 +57,14 @@ fn pool_of(settings: &Settings, max_connections: u32) -> Result<PgPool, sqlx::Er
     // Plans are always made for the actual parameters: after five executions Postgres may switch
     // a prepared statement to a generic plan, and without the range it cannot tell that the edge
     // days of a range are empty, so it can choose to scan every activity (seconds instead of ms).
-    let options = PgConnectOptions::from_str(&settings.database_url)?.options([
+    let options = PgConnectOptions::from_str(url)?.options([
         ("statement_timeout", "15s"),
         ("jit", "off"),
         ("plan_cache_mode", "force_custom_plan"),
     ]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(settings.db_acquire_timeout)
+        .acquire_timeout(acquire_timeout)
         .idle_timeout(Duration::from_secs(300))
         .connect_lazy_with(options))
 }
