@@ -114,10 +114,14 @@ impl Cache {
         else {
             return self.invalidate(&touches).await;
         };
+        // The entries to update are found as an invalidation would find them: by the same tags
+        // and spans (a listed entry a create does not change is left as it was by the applier);
+        // a shard that cannot take the update takes that invalidation instead.
+        let inv = Invalidation::from_touches(&touches);
         let applied = futures_util::future::join_all(
             self.shards
                 .iter()
-                .map(|shard| self.apply_creates_in(shard, writes.clone(), &records, &touches)),
+                .map(|shard| self.apply_creates_in(shard, writes.clone(), &records, &inv)),
         )
         .await;
         applied.into_iter().all(|a| a)
@@ -129,20 +133,18 @@ impl Cache {
         shard: &Shard,
         mut writes: Vec<LiveWrite>,
         records: &[Vec<u8>],
-        touches: &[Touch],
+        inv: &Invalidation,
     ) -> bool {
-        let fall_back = || self.invalidate_in(shard, Invalidation::from_touches(touches));
+        let fall_back = || self.invalidate_in(shard, inv.clone());
         if shard.has_pending() || !shard.breaker.allow() {
             return fall_back().await;
         }
-        // The entries to update are found as an invalidation would find them: by the same tags
-        // and spans (a listed entry a create does not change is left as it was by the applier).
         let request = AppendRequest {
             records: records.to_vec(),
-            indexes: Invalidation::from_touches(touches)
+            indexes: inv
                 .spans
-                .into_iter()
-                .map(|(tag, spans)| (tag.index_keys(&shard.prefix), spans))
+                .iter()
+                .map(|(tag, spans)| (tag.index_keys(&shard.prefix), spans.clone()))
                 .collect(),
             log_ttl_secs: self.ttl.as_secs().max(600),
         };

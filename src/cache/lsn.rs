@@ -8,12 +8,6 @@ use std::sync::atomic::Ordering;
 use super::Cache;
 use super::backend::Backend;
 
-/// Keeps the larger of two positions, as fixed-width hex (strings compare like the numbers), so
-/// publications arriving out of order never move it back.
-const PUBLISH_SCRIPT: &str = "local cur = redis.call('GET', KEYS[1])
-if not cur or ARGV[1] > cur then redis.call('SET', KEYS[1], ARGV[1]) end
-return 1";
-
 impl Cache {
     fn lsn_key(&self) -> String {
         format!("{}:w:lsn", self.shards[0].prefix)
@@ -32,7 +26,7 @@ impl Cache {
                 let key = self.lsn_key();
                 let value = format!("{lsn:016x}");
                 let published = self
-                    .bounded(shard, "lsn", r.run_script(PUBLISH_SCRIPT, &key, &value))
+                    .bounded(shard, "lsn", r.keep_max(&key, &value))
                     .await
                     .is_ok();
                 published && self.replicated(shard).await

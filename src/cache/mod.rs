@@ -42,7 +42,7 @@ use breaker::Breaker;
 use entry::{Entry, Meta};
 use memory::MemoryBackend;
 use redis_backend::RedisBackend;
-use shards::{CLUSTER_SHARDS, Layout, Shard, shard_of};
+use shards::{CLUSTER_SHARDS, Shard, shard_of};
 use single_flight::SingleFlight;
 
 /// Failures in a row that open the circuit, and how long it then stays open.
@@ -244,23 +244,24 @@ impl Cache {
         }
         let prefix = &settings.cache_prefix;
         let seeds = settings.redis_cluster_seeds();
-        let (backend, layout) = match (&seeds[..], &settings.redis_url) {
+        let breaker = || Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN);
+        let (backend, shards) = match (&seeds[..], &settings.redis_url) {
             ([], Some(url)) => (
                 Backend::Redis(RedisBackend::new(url, settings.cache_op_timeout)?),
-                Layout::single(prefix),
+                shards::single(prefix, breaker),
             ),
             ([], None) => (
                 Backend::Memory(MemoryBackend::new(settings.cache_ttl)),
-                Layout::single(prefix),
+                shards::single(prefix, breaker),
             ),
             (seeds, _) => (
                 Backend::Redis(RedisBackend::cluster(seeds, settings.cache_op_timeout)?),
-                Layout::spread(prefix, CLUSTER_SHARDS),
+                shards::spread(prefix, CLUSTER_SHARDS, breaker),
             ),
         };
         Ok(Self {
             backend,
-            shards: layout.shards(|| Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN)),
+            shards,
             ttl: settings.cache_ttl,
             op_timeout: settings.cache_op_timeout,
             flights: SingleFlight::default(),
@@ -529,18 +530,8 @@ impl Cache {
         let Backend::Redis(r) = &self.backend else {
             return Ok(());
         };
-        // Every master must keep every key; on a cluster each shard's master is asked.
-        let settings = async {
-            let mut worst = (0, "noeviction".to_owned());
-            for shard in &self.shards {
-                let (maxmemory, policy) = r.eviction_settings(shard).await?;
-                if maxmemory > 0 && policy != "noeviction" {
-                    worst = (maxmemory, policy);
-                }
-            }
-            Ok::<_, CacheError>(worst)
-        };
-        match tokio::time::timeout(Duration::from_secs(2), settings).await {
+        // Every master must keep every key: on a cluster each is asked.
+        match tokio::time::timeout(Duration::from_secs(2), r.eviction_settings()).await {
             Ok(Ok((maxmemory, policy))) if maxmemory > 0 && policy != "noeviction" => {
                 Err(CacheError::Backend(format!(
                     "Redis evicts keys (maxmemory-policy {policy}, maxmemory {maxmemory}): an evicted index or counter would serve stale statistics; set maxmemory-policy noeviction, or maxmemory 0"

@@ -10,8 +10,8 @@
 //! of paying a pool checkout and a PING per request. A cluster connection multiplexes the same
 //! way, one socket per node. Each worker thread has its own: a connection's I/O runs on the
 //! thread that opened it, and a command from another thread would cost two cross-thread
-//! wake-ups per round trip. Any error drops that thread's connection so its next operation dials
-//! a fresh one (on a cluster: with a fresh slot map).
+//! wake-ups per round trip. An error drops that thread's connection to one Redis so its next
+//! operation dials a fresh one; a cluster connection reconnects to each node itself.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -47,6 +47,9 @@ const REPLACE_SCRIPT: &str = include_str!("lua/replace.lua");
 const INVALIDATE_SHEBANG: &str = "#!lua flags=allow-oom\n";
 
 const INVALIDATE_SCRIPT: &str = include_str!("lua/invalidate.lua");
+
+/// Keeps the larger of two commit positions (`lsn.rs`).
+const KEEP_MAX_SCRIPT: &str = include_str!("lua/keep_max.lua");
 
 /// How long a master found without replicas is believed to have none.
 const REPLICA_RECHECK: Duration = Duration::from_secs(1);
@@ -136,6 +139,7 @@ pub(crate) struct RedisBackend {
     append_script: Script,
     replace_script: Script,
     invalidate_script: Script,
+    keep_max_script: Script,
 }
 
 impl RedisBackend {
@@ -183,6 +187,7 @@ impl RedisBackend {
             invalidate_script: Script::new(&format!(
                 "{INVALIDATE_SHEBANG}{PRUNE}{INVALIDATE_SCRIPT}"
             )),
+            keep_max_script: Script::new(KEEP_MAX_SCRIPT),
         }
     }
 
@@ -508,31 +513,38 @@ impl RedisBackend {
         }
     }
 
-    /// `maxmemory` and `maxmemory-policy` of the master holding `slot`, if it lets us read them
+    /// The `maxmemory` and `maxmemory-policy` of a master that may evict keys, if any does (on
+    /// one Redis: its own), else `(0, "noeviction")`; an error if one does not let us read them
     /// (managed services may rename `CONFIG`).
-    pub(crate) async fn eviction_settings(
-        &self,
-        shard: &Shard,
-    ) -> Result<(u64, String), CacheError> {
-        let slot = shard.slot;
-        let pairs: Vec<String> = self
+    pub(crate) async fn eviction_settings(&self) -> Result<(u64, String), CacheError> {
+        let replies: Vec<Vec<String>> = self
             .with_connection(|mut c| async move {
                 let mut config = redis::cmd("CONFIG");
                 config.arg("GET").arg("maxmemory*");
-                Ok(redis::from_redis_value(c.on_slot(slot, config).await?)?)
+                c.on_masters(config)
+                    .await?
+                    .into_iter()
+                    .map(|v| Ok(redis::from_redis_value(v)?))
+                    .collect()
             })
             .await?;
-        let setting = |name: &str| {
-            pairs
-                .chunks_exact(2)
-                .find(|p| p[0] == name)
-                .map(|p| p[1].clone())
-        };
-        let maxmemory = setting("maxmemory")
-            .and_then(|m| m.parse().ok())
-            .ok_or_else(|| CacheError::Backend("CONFIG GET maxmemory gave no number".into()))?;
-        let policy = setting("maxmemory-policy").unwrap_or_else(|| "noeviction".into());
-        Ok((maxmemory, policy))
+        let mut worst = (0, "noeviction".to_owned());
+        for pairs in replies {
+            let setting = |name: &str| {
+                pairs
+                    .chunks_exact(2)
+                    .find(|p| p[0] == name)
+                    .map(|p| p[1].clone())
+            };
+            let maxmemory = setting("maxmemory")
+                .and_then(|m| m.parse().ok())
+                .ok_or_else(|| CacheError::Backend("CONFIG GET maxmemory gave no number".into()))?;
+            let policy = setting("maxmemory-policy").unwrap_or_else(|| "noeviction".into());
+            if maxmemory > 0 && policy != "noeviction" {
+                worst = (maxmemory, policy);
+            }
+        }
+        Ok(worst)
     }
 
     /// Memory in use and its limit, added up over the masters (one Redis: itself): each one's
@@ -578,16 +590,10 @@ impl RedisBackend {
         .map(|_| ())
     }
 
-    /// Runs a small script of one key and one argument (`EVAL`, cached by its hash).
-    pub(crate) async fn run_script(
-        &self,
-        script: &'static str,
-        key: &str,
-        arg: &str,
-    ) -> Result<(), CacheError> {
-        let script = Script::new(script);
-        let mut invocation = script.prepare_invoke();
-        invocation.key(key).arg(arg);
+    /// Sets `key` to `value` unless it holds a larger one (both fixed-width hex).
+    pub(crate) async fn keep_max(&self, key: &str, value: &str) -> Result<(), CacheError> {
+        let mut invocation = self.keep_max_script.prepare_invoke();
+        invocation.key(key).arg(value);
         self.with_connection(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
             .await
             .map(|_| ())

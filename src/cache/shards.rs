@@ -33,6 +33,17 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
+    fn new(index: usize, prefix: String, breaker: Breaker) -> Self {
+        Self {
+            index,
+            slot: slot_of(&prefix),
+            prefix,
+            breaker,
+            pending: Mutex::new(Vec::new()),
+            flushing: tokio::sync::Mutex::new(()),
+        }
+    }
+
     pub(crate) fn has_pending(&self) -> bool {
         self.pending.lock().map(|p| !p.is_empty()).unwrap_or(true)
     }
@@ -52,71 +63,25 @@ impl Shard {
 /// Slots of a Redis Cluster.
 const SLOTS: u32 = 16_384;
 
-/// The hash-tagged prefixes of a deployment's shards, and the slot each lies in.
-pub(crate) struct Layout {
-    shards: Vec<(String, u16)>,
+/// One shard holding everything, tagged with the prefix itself.
+pub(crate) fn single(prefix: &str, breaker: impl Fn() -> Breaker) -> Vec<Shard> {
+    vec![Shard::new(0, format!("{{{prefix}}}"), breaker())]
 }
 
-impl Layout {
-    /// One shard holding everything, tagged with the prefix itself.
-    pub(crate) fn single(prefix: &str) -> Self {
-        let tag = format!("{{{prefix}}}");
-        let slot = slot_of(&tag);
-        Self {
-            shards: vec![(tag, slot)],
-        }
-    }
-
-    /// `count` shards whose slots fall one in each `count`-th of the slot space: shard `i` is
-    /// tagged `{prefix.k}` with the least `k` that puts it in the `i`-th run.
-    pub(crate) fn spread(prefix: &str, count: usize) -> Self {
-        let count = count.max(1) as u32;
-        let shards = (0..count)
-            .map(|i| {
-                let (lo, hi) = (i * SLOTS / count, (i + 1) * SLOTS / count);
-                (0u64..)
-                    .map(|k| format!("{{{prefix}.{k}}}"))
-                    .map(|tag| {
-                        let slot = slot_of(&tag);
-                        (tag, slot)
-                    })
-                    .find(|(_, slot)| (lo..hi).contains(&u32::from(*slot)))
-                    .unwrap_or_else(|| unreachable!("every run of slots is reached by some tag"))
-            })
-            .collect();
-        Self { shards }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.shards.len()
-    }
-
-    /// The shards, each with a breaker made by `breaker`.
-    pub(crate) fn shards(&self, breaker: impl Fn() -> Breaker) -> Vec<Shard> {
-        self.shards
-            .iter()
-            .enumerate()
-            .map(|(index, (prefix, slot))| Shard {
-                index,
-                prefix: prefix.clone(),
-                slot: *slot,
-                breaker: breaker(),
-                pending: Mutex::new(Vec::new()),
-                flushing: tokio::sync::Mutex::new(()),
-            })
-            .collect()
-    }
-
-    #[cfg(test)]
-    fn prefix(&self, shard: usize) -> &str {
-        &self.shards[shard].0
-    }
-
-    #[cfg(test)]
-    fn slot(&self, shard: usize) -> u16 {
-        self.shards[shard].1
-    }
+/// `count` shards whose slots fall one in each `count`-th of the slot space: shard `i` is tagged
+/// `{prefix.k}` with the least `k` that puts it in the `i`-th run.
+pub(crate) fn spread(prefix: &str, count: usize, breaker: impl Fn() -> Breaker) -> Vec<Shard> {
+    let count = count.max(1) as u32;
+    (0..count)
+        .map(|i| {
+            let (lo, hi) = (i * SLOTS / count, (i + 1) * SLOTS / count);
+            let tag = (0u64..)
+                .map(|k| format!("{{{prefix}.{k}}}"))
+                .find(|tag| (lo..hi).contains(&u32::from(slot_of(tag))))
+                .unwrap_or_else(|| unreachable!("every run of slots is reached by some tag"));
+            Shard::new(i as usize, tag, breaker())
+        })
+        .collect()
 }
 
 /// Which of `count` shards an entry lives in: a hash of its key without prefix, so every
@@ -171,30 +136,31 @@ mod tests {
         assert_eq!(slot_of("{analytics}:e:summary:x"), 14118);
     }
 
+    fn breaker() -> Breaker {
+        Breaker::new(3, std::time::Duration::from_secs(1))
+    }
+
     #[test]
     fn spread_shards_sit_one_in_each_run_of_slots() {
-        let layout = Layout::spread("analytics", CLUSTER_SHARDS);
-        assert_eq!(layout.len(), CLUSTER_SHARDS);
-        for i in 0..CLUSTER_SHARDS {
-            let slot = u32::from(layout.slot(i));
+        let shards = spread("analytics", CLUSTER_SHARDS, breaker);
+        assert_eq!(shards.len(), CLUSTER_SHARDS);
+        for (i, shard) in shards.iter().enumerate() {
+            assert_eq!(shard.index, i);
+            let slot = u32::from(shard.slot);
             let run = slot * CLUSTER_SHARDS as u32 / SLOTS;
             assert_eq!(
-                run as usize,
-                i,
+                run as usize, i,
                 "shard {i} ({}) in slot {slot}",
-                layout.prefix(i)
+                shard.prefix
             );
-            assert_eq!(
-                slot_of(&format!("{}:e:x", layout.prefix(i))),
-                layout.slot(i)
-            );
+            assert_eq!(slot_of(&format!("{}:e:x", shard.prefix)), shard.slot);
         }
     }
 
     #[test]
     fn one_redis_keeps_the_layout_it_had_before_clusters() {
-        let layout = Layout::single("analytics");
-        assert_eq!(layout.len(), 1);
-        assert_eq!(layout.prefix(0), "{analytics}");
+        let shards = single("analytics", breaker);
+        assert_eq!(shards.len(), 1);
+        assert_eq!(shards[0].prefix, "{analytics}");
     }
 }
