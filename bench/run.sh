@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/matrix.sh
 
 debian_package wrk wrk
 events=${BENCH_EVENTS:-1000000}
@@ -113,59 +114,11 @@ if [ "$scale_events" -gt 0 ]; then
   fi
   scale_token=$("$bin" keys create --name "bench-$$" --role read)
   SERVER_RUST_LOG=warn,activity_analytics=info start_server "$bin"
+  # The unions of closed days the server stores when it starts (migration 13): a service runs
+  # with them, so the cold answers wait for them like a service that has been up for a minute.
+  wait_for_stores
   cold_scale=$(cold_ms "http://$addr" "Authorization: Bearer $scale_token")
-  # Every statistic under the parameters a client may pick (issue 17): the default range, a range
-  # cut at 02:00 and 22:00, one action, both; the heaviest seeded user and a typical one.
-  # Parts stored by an earlier run would hide what a zone's first request costs.
-  psql -q -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "truncate activity_part_users, activity_part_totals, activity_parts"
-  matrix_once() {
-    curl -s -o /dev/null -w "%{time_total}\n" -H "Authorization: Bearer $scale_token" \
-      -H "Cache-Control: no-cache" "http://$addr/api/v1/stats/$1"
-  }
-  wait_for_part_stores() {
-    sleep 0.3
-    for _ in $(seq 300); do
-      [ "$(psql -tA -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "select count(*) from pg_stat_activity
-        where state = 'active' and pid <> pg_backend_pid() and query like '%into activity_parts (day%'")" = 0 ] && return
-      sleep 0.2
-    done
-  }
-  matrix_median() {
-    for _ in 1 2 3 4 5; do
-      curl -s -o /dev/null -w "%{time_total}\n" -H "Authorization: Bearer $scale_token" \
-        -H "Cache-Control: no-cache" "http://$addr/api/v1/stats/$1"
-    done | sort -n | sed -n 3p
-  }
-  heaviest=$(psql -tA -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c \
-    "select user_id from activity_user_daily group by 1 order by sum(events) desc limit 1")
-  typical=$(psql -tA -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c \
-    "select user_id from activity_user_daily group by 1 order by sum(events) desc, 1 limit 1 offset 10000")
-  cut="from=$(date -u -d '40 days ago' +%Y-%m-%dT02:00:00Z)&to=$(date -u -d '10 days ago' +%Y-%m-%dT22:00:00Z)"
-  for endpoint in "summary?" "timeseries?bucket=hour&" "timeseries?bucket=day&" "timeseries?bucket=week&" \
-    "timeseries?bucket=month&" "active-users?" "top-users?" "users/$heaviest?" "users/$typical?"; do
-    for variant in default cut action cut_action berlin kathmandu; do
-      case $variant in
-        default) query="" ;;
-        cut) query="$cut" ;;
-        action) query="action=purchase" ;;
-        cut_action) query="$cut&action=purchase" ;;
-        # The default 30 days of a zone whose midnight is a UTC hour, and of one at :15 (issue 13).
-        berlin) query="tz=Europe/Berlin" ;;
-        kathmandu) query="tz=Asia/Kathmandu" ;;
-      esac
-      # active-users takes a date, not a range.
-      [ "$endpoint" = "active-users?" ] && query=${query//$cut/date=$(date -u -d '10 days ago' +%Y-%m-%d)}
-      name=${endpoint%%\?*}; name=${name/$heaviest/heaviest}; name=${name/$typical/typical}
-      [ "${endpoint#timeseries?bucket=}" != "$endpoint" ] && name="timeseries_${endpoint#timeseries?bucket=}" && name=${name%&}
-      if [ "$variant" = berlin ] || [ "$variant" = kathmandu ]; then
-        # A zone's first miss reads every per-user row of its days' edges and stores those parts
-        # in the background (docs/rollups.md, "Time zones"): timed alone, then the median after.
-        echo "$name ${variant}_first $(matrix_once "$endpoint$query")" >>"$tmp/matrix.txt"
-        wait_for_part_stores
-      fi
-      echo "$name $variant $(matrix_median "$endpoint$query")" >>"$tmp/matrix.txt"
-    done
-  done
+  matrix "$bin" "$scale_token" "$tmp/matrix.txt"
   # Rollup rows per million events (issue 13 asks what finer rollups would cost; this is the base).
   psql -tA -F ' ' -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c \
     "select relname, n_live_tup from pg_stat_user_tables where relname like 'activity\_%' and relname not like 'activities%' order by 1" \

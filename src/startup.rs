@@ -85,8 +85,8 @@ impl Application {
 const REFRESHED_PART_DAYS: u32 = 31;
 
 /// Hourly, from the start: forget expired idempotency keys, idle rate-limit buckets and the
-/// quarter-hour bitmaps of days no longer open, store the parts of local days in use for days
-/// that closed, create next month's partition, and apply `RETENTION_DAYS` (one instance at a
+/// quarter-hour bitmaps of days no longer open, store the parts of local days in use and the
+/// unions of users of days that closed, create next month's partition, and apply `RETENTION_DAYS` (one instance at a
 /// time).
 fn spawn_housekeeping(state: web::Data<AppState>) {
     tokio::spawn(async move {
@@ -109,6 +109,11 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             match db::stats::refresh_parts(&state.pool, REFRESHED_PART_DAYS).await {
                 Ok(n) => tracing::debug!(parts = n, "parts of local days stored"),
                 Err(e) => tracing::warn!(error = %e, "could not store parts of local days"),
+            }
+            // The unions of closed days' users, for each day that closed or took a late write.
+            match db::stats::refresh_blocks(&state.pool).await {
+                Ok(n) => tracing::debug!(blocks = n, "unions of closed days stored"),
+                Err(e) => tracing::warn!(error = %e, "could not store unions of closed days"),
             }
         }
     });

@@ -50,6 +50,8 @@ pub(crate) async fn forget_rollups(
               quarters as (delete from activity_quarter_hours where quarter >= $3 and quarter < $4),
               -- Stored parts of other zones' days (their rows go with them, on delete cascade).
               parts as (delete from activity_parts where day < $2),
+              -- Unions of days that include forgotten ones (their bitmaps go with them).
+              blocks as (delete from activity_blocks where first_day < $2),
               versions as (delete from activity_day_versions where day >= $1 and day < $2),
               recent as (delete from activity_recent_quarter_users where day >= $1 and day < $2)
          delete from activity_hour_users where hour >= $3 and hour < $4",

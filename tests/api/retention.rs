@@ -108,6 +108,11 @@ async fn retention_drops_expired_months_with_their_rollups_and_cached_answers() 
     }
     let (_, before) = app.stats(&paths[0]).await;
     assert_eq!(before["events"], json!(6));
+    // Unions of the closed days (migration 13), some of them over the expired month.
+    let blocks = activity_analytics::db::stats::refresh_blocks(&app.pool)
+        .await
+        .expect("blocks");
+    assert!(blocks > 0, "{blocks} unions of days stored");
 
     // As an operator runs it.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_analytics"))
@@ -148,6 +153,7 @@ async fn retention_drops_expired_months_with_their_rollups_and_cached_answers() 
               + (select count(*) from activity_user_action_daily where day < $1)
               + (select count(*) from activity_day_users where day < $1)
               + (select count(*) from activity_quarter_hours where quarter < $1::date::timestamp at time zone 'UTC')
+              + (select count(*) from activity_blocks where first_day < $1)
               -- Hour windows starting in the dropped month's last 45 minutes reach into the next.
               + (select count(*) from activity_hour_users
                  where hour < $1::date::timestamp at time zone 'UTC' - interval '45 minutes')",

@@ -437,6 +437,7 @@ async fn every_statistic_is_exact_in_every_zone_across_changes_of_the_clocks() {
                     parts.extend(stats::active_users_parts(date));
                 }
                 stats::store_parts(&app.pool, &parts).await.expect("store");
+                stats::refresh_blocks(&app.pool).await.expect("blocks");
             }
             assert_statistics_match(&app.pool, &world, &queries, &dates, &[3]).await;
         }
@@ -489,9 +490,9 @@ async fn rollup_tables(pool: &PgPool) -> Vec<String> {
          order by quarter, action",
         "select concat_ws(' ', hour, action, sum(users)) from activity_hour_users
          group by hour, action having sum(users) <> 0 order by hour, action",
-        "select concat_ws(' ', day, user_id, events, trim_scale(value_sum), quarters)
+        "select concat_ws(' ', day, user_id, events, trim_scale(value_sum), quarters, ordinal)
          from activity_user_daily order by user_id, day",
-        "select concat_ws(' ', day, user_id, action, events, trim_scale(value_sum), quarters)
+        "select concat_ws(' ', day, user_id, action, events, trim_scale(value_sum), quarters, ordinal)
          from activity_user_action_daily order by user_id, action, day",
         // A bitmap whose last bit was cleared stays as zeros; a rebuild does not make it.
         "select concat_ws(' ', day, action, chunk, users) from activity_day_users
@@ -534,6 +535,50 @@ async fn every_statistic_equals_the_raw_computation_after_random_writes() {
     write_randomly(&app, &world, 1, 120).await;
     assert_every_statistic_matches(&app.pool, &world).await;
     assert_rollups_equal_a_rebuild(&app.pool).await;
+}
+
+async fn valid_blocks(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from activity_blocks where version = activity_days_version(first_day, days)",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("blocks")
+}
+
+/// Whole closed days read as stored unions (migration 13): exact when stored, when late writes
+/// into their days have made them stale (they must count for nothing), and stored again.
+#[tokio::test]
+async fn statistics_read_through_unions_of_days_stay_exact_across_late_writes() {
+    let app = spawn_app().await;
+    let world = World::new();
+    write_randomly(&app, &world, 3, 120).await;
+    let stored = stats::refresh_blocks(&app.pool).await.expect("blocks");
+    assert!(stored > 0, "{stored} unions stored");
+    let valid = valid_blocks(&app.pool).await;
+    assert_every_statistic_matches(&app.pool, &world).await;
+    write_randomly(&app, &world, 4, 60).await;
+    let still_valid = valid_blocks(&app.pool).await;
+    assert!(
+        still_valid < valid,
+        "late writes made unions stale: {still_valid} of {valid} still valid"
+    );
+    assert_every_statistic_matches(&app.pool, &world).await;
+    let restored = stats::refresh_blocks(&app.pool).await.expect("blocks");
+    assert!(restored > 0, "stale unions stored again");
+    assert_eq!(
+        stats::refresh_blocks(&app.pool).await.expect("blocks"),
+        0,
+        "a second refresh finds nothing to store"
+    );
+    assert_every_statistic_matches(&app.pool, &world).await;
+    let stale: i64 = sqlx::query_scalar(
+        "select count(*) from activity_blocks where version <> activity_days_version(first_day, days)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("stale");
+    assert_eq!(stale, 0, "a stored union replaces its stale one");
 }
 
 #[tokio::test]

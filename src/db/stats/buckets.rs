@@ -9,6 +9,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgExecutor;
 
+use super::blocks::PieceColumns;
 use super::parts::{PartArgs, Storable, storable_parts};
 use crate::domain::{DayPart, TimeRange};
 
@@ -20,6 +21,8 @@ pub(crate) struct BucketPieces {
     pub(crate) days_from: Vec<NaiveDate>,
     pub(crate) days_to: Vec<NaiveDate>,
     pub(crate) day_bucket: Vec<i32>,
+    /// The same days as bitmap sources: stored blocks where they may be, else days.
+    pub(crate) blocks: PieceColumns,
     /// Each bucket's whole quarter hours outside its whole days, per UTC day.
     pub(crate) parts: PartArgs,
     pub(crate) part_bucket: Vec<i32>,
@@ -30,8 +33,13 @@ pub(crate) struct BucketPieces {
 
 impl BucketPieces {
     /// `spans[i]` is bucket `i`; empty spans have no pieces (and count zero). Parts `storable`
-    /// admits are read stored when they are (migration 12).
-    pub(crate) fn new(spans: &[(DateTime<Utc>, DateTime<Utc>)], storable: Storable) -> Self {
+    /// admits are read stored when they are (migration 12), and blocks of closed days
+    /// (migration 13), of one action's users when `action` is one.
+    pub(crate) fn new(
+        spans: &[(DateTime<Utc>, DateTime<Utc>)],
+        storable: Storable,
+        action: Option<&str>,
+    ) -> Self {
         let mut all = Self::default();
         for (i, &(from, to)) in spans.iter().enumerate() {
             let Ok(range) = TimeRange::new(from, to) else {
@@ -43,6 +51,8 @@ impl BucketPieces {
                 all.days_from.push(pieces.days.0);
                 all.days_to.push(pieces.days.1);
                 all.day_bucket.push(b);
+                all.blocks
+                    .push_days(pieces.days, b, storable, action.is_some());
             }
             for part in pieces.day_parts() {
                 all.parts.push(&part, storable);
@@ -113,7 +123,7 @@ pub(crate) async fn bucket_counts(
     spans: &[(DateTime<Utc>, DateTime<Utc>)],
     storable: Storable,
 ) -> sqlx::Result<Vec<BucketCounts>> {
-    let p = BucketPieces::new(spans, storable);
+    let p = BucketPieces::new(spans, storable, action);
     // `parts` knows for each part whether it is stored under its day's current count (`valid`).
     // `raw` is materialised so that it is scanned once for the totals and once for the users.
     // The users of a part not stored are those whose day row's quarter mask meets it; with the
@@ -148,6 +158,14 @@ pub(crate) async fn bucket_counts(
                 where e.occurred_at >= r.lo and e.occurred_at < r.hi and ($1::text is null or e.action = $1)
                 offset 0
             ) e
+        ), blocks as materialized (
+            select k.first, k.days, k.b, v.version, v.version is not null as valid
+            from unnest($16::date[], $17::int2[], $18::bool[], $19::int4[]) k(first, days, stored, b)
+            left join lateral (
+                select x.version from activity_blocks x
+                where k.stored and x.first_day = k.first and x.days = k.days
+                  and x.version = activity_days_version(k.first, k.days)
+            ) v on true
         ), days as (
             select lo, hi, b from unnest($2::date[], $3::date[], $4::int4[]) d(lo, hi, b)
         ), counts as (
@@ -177,31 +195,51 @@ pub(crate) async fn bucket_counts(
             -- Each edge day's rows once, however many buckets share the day. Each day is an
             -- index range (lateral, fenced by `offset 0`): guessing thirty days where there are
             -- three, the planner would scan the whole table.
-            select a.day, a.user_id, a.quarters
+            -- The rows carry their user's number (migration 14): index-only scans.
+            select a.day, a.ordinal, a.quarters
             from edge_days d,
-                 lateral (select * from activity_user_daily a where a.day = d.day offset 0) a
+                 lateral (select a.day, a.ordinal, a.quarters from activity_user_daily a
+                          where a.day = d.day offset 0) a
             where $1::text is null
             union all
-            select a.day, a.user_id, a.quarters
+            select a.day, a.ordinal, a.quarters
             from edge_days d,
-                 lateral (select * from activity_user_action_daily a
+                 lateral (select a.day, a.ordinal, a.quarters from activity_user_action_daily a
                           where a.day = d.day and a.action = $1 offset 0) a
         ), edge_users as (
-            select p.b, r.user_id
+            select p.b, r.ordinal
             from edge_rows r
             join parts p on p.day = r.day and not p.valid and (r.quarters & p.mask) <> B'0'::bit(96)
             union all
-            select b, user_id from raw
+            select r.b, u.ordinal from raw r join activity_users u using (user_id)
         ), bitmaps as (
             select b, chunk, bit_or(users) as users
             from (
-                select d.b, u.chunk, u.users
-                from days d join activity_day_users u on u.day >= d.lo and u.day < d.hi
-                where ($1::text is null or u.action = $1)
+                -- Whole days: blocks stored under their days' current counts (migration 13),
+                -- else the days' own bitmaps; each an index range, lateral and fenced.
+                select k.b, u.chunk, u.users
+                from blocks k
+                cross join lateral (
+                    select u.chunk, u.users from activity_block_users u
+                    where u.first_day = k.first and u.days = k.days and u.version = k.version
+                      and u.action = coalesce($1::text, '')
+                    offset 0
+                ) u
+                where k.valid
                 union all
-                select x.b, activity_user_chunk(u.ordinal),
-                       set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)
-                from edge_users x join activity_users u using (user_id)
+                select k.b, u.chunk, u.users
+                from blocks k
+                cross join lateral (
+                    select u.chunk, u.users from activity_day_users u
+                    where u.day >= k.first and u.day < k.first + k.days
+                      and ($1::text is null or u.action = $1)
+                    offset 0
+                ) u
+                where not k.valid
+                union all
+                select x.b, activity_user_chunk(x.ordinal),
+                       set_bit(B'0'::bit(1024), activity_user_bit(x.ordinal), 1)
+                from edge_users x
                 union all
                 -- Today and yesterday: the bitmaps of their quarters (migration 11), or the day's
                 -- own when nobody was active in the rest of the day (today's later hours).
@@ -249,6 +287,10 @@ pub(crate) async fn bucket_counts(
         &p.raw_from,
         &p.raw_to,
         &p.raw_bucket,
+        &p.blocks.first,
+        &p.blocks.days,
+        &p.blocks.stored,
+        &p.blocks.bucket,
     )
     .fetch_all(db)
     .await?;

@@ -15,6 +15,7 @@
 //! run every variant against `reference`.
 
 mod active_users;
+mod blocks;
 mod buckets;
 mod parts;
 pub mod reference;
@@ -31,6 +32,7 @@ use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 pub use active_users::{active_users, active_users_parts};
+pub use blocks::refresh_blocks;
 pub use parts::{refresh_parts, store_parts};
 pub use summary::{SummaryTotals, average, summary, summary_parts, summary_totals};
 pub use timeseries::{timeseries, timeseries_parts};
@@ -176,6 +178,8 @@ struct PieceArgs<'q> {
     first_day: NaiveDate,
     end_day: NaiveDate,
     parts: parts::PartArgs,
+    /// The whole days as bitmap sources, per action (migration 13).
+    blocks: blocks::PieceColumns,
     raw_from: Vec<DateTime<Utc>>,
     raw_to: Vec<DateTime<Utc>>,
 }
@@ -183,11 +187,14 @@ struct PieceArgs<'q> {
 impl<'q> PieceArgs<'q> {
     fn new(q: &'q StatsQuery, pieces: &Pieces, storable: parts::Storable) -> Self {
         let (raw_from, raw_to) = Pieces::unzip(&pieces.raw);
+        let mut blocks = blocks::PieceColumns::default();
+        blocks.push_days(pieces.days, 0, storable, true);
         Self {
             action: action(q),
             first_day: pieces.days.0,
             end_day: pieces.days.1,
             parts: parts::PartArgs::of(&pieces.day_parts(), storable),
+            blocks,
             raw_from,
             raw_to,
         }

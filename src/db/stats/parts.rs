@@ -43,6 +43,11 @@ impl Storable {
         }
     }
 
+    /// The first day not closed: stored parts and blocks (`blocks`) are of earlier days.
+    pub(crate) fn closed_before(&self) -> NaiveDate {
+        self.before
+    }
+
     pub(crate) fn admits(&self, part: &DayPart) -> bool {
         part.day < self.before && part.is_local_day_edge(self.zone)
     }
@@ -135,20 +140,19 @@ pub async fn store_parts(db: impl PgExecutor<'_>, parts: &[DayPart]) -> sqlx::Re
             group by 1, 2, 3, 4, 5
             having sum(q.events) <> 0
         ), day_rows as (
-            select d.day, a.action, a.user_id, a.quarters
+            select d.day, a.action, a.ordinal, a.quarters
             from (select distinct day from parts) d
             cross join lateral (
-                select a.action, a.user_id, a.quarters from activity_user_action_daily a
+                select a.action, a.ordinal, a.quarters from activity_user_action_daily a
                 where a.day = d.day
                 offset 0
             ) a
         ), action_bits as materialized (
-            select n.day, n.lo, n.hi, n.version, r.action, activity_user_chunk(u.ordinal) as chunk,
-                   bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)) as users
+            select n.day, n.lo, n.hi, n.version, r.action, activity_user_chunk(r.ordinal) as chunk,
+                   bit_or(set_bit(B'0'::bit(1024), activity_user_bit(r.ordinal), 1)) as users
             from day_rows r
             join parts n
               on n.day = r.day and (r.quarters & activity_quarter_range(n.lo, n.hi)) <> B'0'::bit(96)
-            join activity_users u using (user_id)
             group by 1, 2, 3, 4, 5, 6
         ), bitmaps as (
             insert into activity_part_users (day, lo, hi, version, action, chunk, users)

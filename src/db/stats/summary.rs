@@ -78,6 +78,14 @@ pub async fn summary_totals(
                 where p.stored and x.day = p.day and x.lo = p.lo and x.hi = p.hi
                   and x.version = activity_day_version(p.day)
             ) v on true
+        ), blocks as materialized (
+            select k.first, k.days, v.version, v.version is not null as valid
+            from unnest($13::date[], $14::int2[], $15::bool[]) k(first, days, stored)
+            left join lateral (
+                select x.version from activity_blocks x
+                where k.stored and x.first_day = k.first and x.days = k.days
+                  and x.version = activity_days_version(k.first, k.days)
+            ) v on true
         ), raw as materialized (
             select e.user_id, e.action, e.value, e.duration_ms
             from unnest($11::timestamptz[], $12::timestamptz[]) r(lo, hi)
@@ -87,18 +95,19 @@ pub async fn summary_totals(
                 offset 0
             ) e
         ), edge_bits as (
-            select x.action, activity_user_chunk(u.ordinal) as chunk,
-                   bit_or(set_bit(B'0'::bit(1024), activity_user_bit(u.ordinal), 1)) as users
+            -- The per-user rows carry their user's number (migration 14); only the raw spans'
+            -- few users are looked up.
+            select x.action, activity_user_chunk(x.ordinal) as chunk,
+                   bit_or(set_bit(B'0'::bit(1024), activity_user_bit(x.ordinal), 1)) as users
             from (
-                select a.user_id, a.action
+                select a.ordinal, a.action
                 from parts p
                 join activity_user_action_daily a on a.day = p.day
                 where (a.quarters & p.mask) <> B'0'::bit(96) and ($1::text is null or a.action = $1)
                   and p.day < activity_recent_first_day() and not p.valid
                 union all
-                select user_id, action from raw
+                select u.ordinal, r.action from raw r join activity_users u using (user_id)
             ) x
-            join activity_users u using (user_id)
             group by 1, 2
         ), totals as (
             select action, sum(events)::int8 as events, sum(value_sum) as value_sum,
@@ -128,8 +137,27 @@ pub async fn summary_totals(
         ), bitmaps as (
             select action, chunk, bit_or(users) as users
             from (
-                select action, chunk, users from activity_day_users
-                where day >= $2 and day < $3 and ($1::text is null or action = $1)
+                -- Whole days: blocks stored under their days' current counts (migration 13),
+                -- else the days' own bitmaps.
+                select u.action, u.chunk, u.users
+                from blocks k
+                cross join lateral (
+                    select u.action, u.chunk, u.users from activity_block_users u
+                    where u.first_day = k.first and u.days = k.days and u.version = k.version
+                      and u.action <> '' and ($1::text is null or u.action = $1)
+                    offset 0
+                ) u
+                where k.valid
+                union all
+                select u.action, u.chunk, u.users
+                from blocks k
+                cross join lateral (
+                    select u.action, u.chunk, u.users from activity_day_users u
+                    where u.day >= k.first and u.day < k.first + k.days
+                      and ($1::text is null or u.action = $1)
+                    offset 0
+                ) u
+                where not k.valid
                 union all
                 select action, chunk, users from edge_bits
                 union all
@@ -186,6 +214,9 @@ pub async fn summary_totals(
         &a.parts.stored,
         &a.raw_from,
         &a.raw_to,
+        &a.blocks.first,
+        &a.blocks.days,
+        &a.blocks.stored,
     )
     .fetch_all(db)
     .await?;

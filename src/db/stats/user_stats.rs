@@ -168,7 +168,7 @@ async fn local_active_days(
 ) -> sqlx::Result<i64> {
     let (from, to) = (q.range.from(), q.range.to());
     let starts = q.zone.bucket_starts(from, to, Bucket::Day);
-    let p = BucketPieces::new(&clip(&starts, from, to), Storable::never());
+    let p = BucketPieces::new(&clip(&starts, from, to), Storable::never(), None);
     sqlx::query_scalar!(
         r#"select count(distinct b)::int8 as "n!" from (
             select d.b from unnest($3::date[], $4::date[], $5::int4[]) d(lo, hi, b)
