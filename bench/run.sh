@@ -139,7 +139,28 @@ if [ "$scale_events" -gt 0 ]; then
   "$bin" keys revoke "bench-$$" >/dev/null
 fi
 
-python3 - "$tmp" "$events" "$connections" "$duration" "$cold" "$scale_events" "$cold_scale" "$seed_line" <<'PY'
+# The same matrix with the same 10 million events from a million users (issue 17: distinct counts
+# read bitmaps that grow with the users), on BENCH_USERS_DATABASE_URL, seeded once and kept
+# (about two minutes the first time); BENCH_USERS=0 skips it.
+bench_users=${BENCH_USERS:-1000000}
+if [ "$scale_events" -gt 0 ] && [ "$bench_users" -gt 0 ]; then
+  export DATABASE_URL=${BENCH_USERS_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/analytics_bench_users}
+  "$bin" migrate
+  have=$(psql -tA -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "select count(*) from activities")
+  if [ "$have" -ne "$scale_events" ]; then
+    psql -q -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "truncate activities"
+    "$bin" seed --users "$bench_users" --events "$scale_events" --days 90 --seed 1
+    psql -q -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "vacuum analyze"
+  fi
+  users_token=$("$bin" keys create --name "bench-$$" --role read)
+  SERVER_RUST_LOG=warn,activity_analytics=info start_server "$bin"
+  wait_for_stores
+  matrix "$bin" "$users_token" "$tmp/matrix_users.txt"
+  stop_server
+  "$bin" keys revoke "bench-$$" >/dev/null
+fi
+
+python3 - "$tmp" "$events" "$connections" "$duration" "$cold" "$scale_events" "$cold_scale" "$seed_line" "$bench_users" <<'PY'
 import json, re, sys, platform, os, datetime
 tmp, events, connections, duration, cold, scale_events, cold_scale, seed_line = sys.argv[1:9]
 exports = {}
@@ -227,12 +248,17 @@ out = {
         "summary_hit_over_miss": round(results["summary_hit"]["rps"] / results["summary_miss"]["rps"], 1),
     },
 }
-matrix = {}
-if os.path.exists(f"{tmp}/matrix.txt"):
-    for line in open(f"{tmp}/matrix.txt"):
-        name, variant, secs = line.split()
-        matrix.setdefault(name, {})[variant] = round(float(secs) * 1000, 1)
+def read_matrix(path):
+    m = {}
+    if os.path.exists(path):
+        for line in open(path):
+            name, variant, secs = line.split()
+            m.setdefault(name, {})[variant] = round(float(secs) * 1000, 1)
+    return m
+matrix = read_matrix(f"{tmp}/matrix.txt")
+matrix_users = read_matrix(f"{tmp}/matrix_users.txt")
 out["scale"]["matrix_ms"] = matrix
+out["scale"]["matrix_ms_users"] = {"users": int(sys.argv[9]), "matrix_ms": matrix_users}
 rollup_rows = {}
 if os.path.exists(f"{tmp}/rollup_rows.txt"):
     for line in open(f"{tmp}/rollup_rows.txt"):
@@ -259,16 +285,29 @@ md = "\n".join([
     f"- export of all {int(scale_events):,} events as {fmt}: {e['seconds']:.0f} s (**{e['events_per_sec']:,} events/s**, {e['bytes'] / e['seconds'] / 1e6:.0f} MB/s); server memory {e['rss_before_mb']} MB before, **{e['rss_peak_mb']} MB** at most during it"
     for fmt, e in exports.items()
 ])
+variants = ["default", "cut", "action", "cut_action", "berlin", "kathmandu", "berlin_first", "kathmandu_first"]
+def matrix_table(m):
+    # Cells over 100 ms (issue 17's bound) in bold; zone cells over twice the default marked †.
+    def cell(name, v):
+        x = m[name].get(v, float("nan"))
+        text = f"**{x:.1f}**" if x > 100 else f"{x:.1f}"
+        base = m[name].get("default")
+        if v in ("berlin", "kathmandu") and base and x > 2 * base:
+            text += " †"
+        return text
+    return ["| request | default | cut | action | cut + action | Berlin | Kathmandu | Berlin first | Kathmandu first |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"] + [
+            f"| {name} | " + " | ".join(cell(name, v) for v in variants) + " |" for name in m]
 if matrix:
-    variants = ["default", "cut", "action", "cut_action", "berlin", "kathmandu", "berlin_first", "kathmandu_first"]
     md += "\n".join(["", "", f"Cold answers on {int(scale_events):,} events, median of 5, ms, by parameters: default 30 days; cut = "
                       "from 02:00 forty days ago to 22:00 ten days ago (active-users: the date ten days ago); action = one action; "
                       "Berlin / Kathmandu = the default 30 days of that zone (tz=), after its first request (first: that request, "
                       "which reads its days' edges from the per-user rows and stores them in the background); "
-                      "users/heaviest = the seeded user with the most events, users/typical = the 10,001st:", "",
-                      "| request | default | cut | action | cut + action | Berlin | Kathmandu | Berlin first | Kathmandu first |",
-                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-                     + [f"| {name} | " + " | ".join(f"{m.get(v, float('nan')):.1f}" for v in variants) + " |" for name, m in matrix.items()])
+                      "users/heaviest = the seeded user with the most events, users/typical = the 10,001st. "
+                      "Bold: over 100 ms; †: a zone over twice the default:", "", *matrix_table(matrix)])
+if matrix_users:
+    md += "\n".join(["", "", f"The same matrix on the same {int(scale_events):,} events seeded for {int(sys.argv[9]):,} users:", "",
+                      *matrix_table(matrix_users)])
 if rollup_rows:
     md += "\n\nRollup rows per million events (scale database): " + ", ".join(f"{k} {v:,}" for k, v in rollup_rows.items())
 open("bench/results.md", "w").write(md + "\n")
