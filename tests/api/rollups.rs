@@ -180,6 +180,30 @@ fn json_of<T: serde::Serialize>(value: &T) -> Value {
 
 /// Every statistic, over aligned, unaligned and short ranges, with and without an action.
 async fn assert_every_statistic_matches(pool: &PgPool, world: &World) {
+    let (queries, dates) = every_query(world);
+    assert_statistics_match(pool, world, &queries, &dates, &[1, 3, 100]).await;
+}
+
+/// Stores every part of a local day and every union of days the queries of
+/// `assert_every_statistic_matches` can read, yesterday's included (migrations 12, 13, 15).
+async fn store_every_part(pool: &PgPool, world: &World) {
+    let (queries, dates) = every_query(world);
+    let mut parts = Vec::new();
+    for q in &queries {
+        for bucket in [Bucket::Hour, Bucket::Day, Bucket::Week, Bucket::Month] {
+            parts.extend(stats::timeseries_parts(q, bucket));
+        }
+        parts.extend(stats::summary_parts(q));
+    }
+    for &date in &dates {
+        parts.extend(stats::active_users_parts(date));
+    }
+    stats::store_parts(pool, &parts).await.expect("store parts");
+    stats::refresh_blocks(pool).await.expect("store unions");
+}
+
+/// The ranges, actions, zones and dates the rollups are checked on.
+fn every_query(world: &World) -> (Vec<StatsQuery>, Vec<ActiveUsersDay>) {
     let day = Duration::days(1);
     let end = world.start + Duration::days(13);
     let ranges = [
@@ -273,7 +297,7 @@ async fn assert_every_statistic_matches(pool: &PgPool, world: &World) {
             });
         }
     }
-    assert_statistics_match(pool, world, &queries, &dates, &[1, 3, 100]).await;
+    (queries, dates)
 }
 
 /// Each statistic of each query (every bucket, every user's profile, top users at each limit)
@@ -537,6 +561,29 @@ async fn every_statistic_equals_the_raw_computation_after_random_writes() {
     assert_rollups_equal_a_rebuild(&app.pool).await;
 }
 
+/// Every write counts itself on its day, today's too (migration 15): a part of yesterday may then
+/// be stored, since a write it missed (one whose transaction began before midnight, say) changes
+/// the count when it commits.
+#[tokio::test]
+async fn every_write_counts_on_its_day_today_included() {
+    let app = spawn_app().await;
+    let count = async || -> i64 {
+        sqlx::query_scalar("select activity_day_version((now() at time zone 'UTC')::date)")
+            .fetch_one(&app.pool)
+            .await
+            .expect("version")
+    };
+    let before = count().await;
+    sqlx::query(
+        "insert into activities (id, user_id, action, occurred_at)
+         values (gen_random_uuid(), gen_random_uuid(), 'now', now())",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("insert");
+    assert!(count().await > before, "a write to today counted");
+}
+
 /// Stored unions of days still valid (stored under their days' current write counts), and stale.
 async fn block_counts(pool: &PgPool) -> (i64, i64) {
     sqlx::query_as(
@@ -549,8 +596,9 @@ async fn block_counts(pool: &PgPool) -> (i64, i64) {
     .expect("blocks")
 }
 
-/// Whole closed days read as stored unions (migration 13): exact when stored, when late writes
-/// into their days have made them stale (they must count for nothing), and stored again.
+/// Whole closed days read as stored unions (migration 13), and local days' parts stored down to
+/// yesterday's (migration 15): exact when stored, when late writes into their days have made them
+/// stale (they must count for nothing), and stored again.
 #[tokio::test]
 async fn statistics_read_through_unions_of_days_stay_exact_across_late_writes() {
     let app = spawn_app().await;
@@ -558,6 +606,19 @@ async fn statistics_read_through_unions_of_days_stay_exact_across_late_writes() 
     write_randomly(&app, &world, 3, 120).await;
     let stored = stats::refresh_blocks(&app.pool).await.expect("blocks");
     assert!(stored > 0, "{stored} unions stored");
+    store_every_part(&app.pool, &world).await;
+    let yesterday = (world.now - Duration::days(1)).date_naive();
+    let yesterdays: i64 = sqlx::query_scalar(
+        "select count(*) from activity_parts where day = $1 and version = activity_day_version(day)",
+    )
+    .bind(yesterday)
+    .fetch_one(&app.pool)
+    .await
+    .expect("parts");
+    assert!(
+        yesterdays > 0,
+        "yesterday's parts are stored (migration 15)"
+    );
     let (valid, _) = block_counts(&app.pool).await;
     assert_every_statistic_matches(&app.pool, &world).await;
     write_randomly(&app, &world, 4, 60).await;
@@ -569,6 +630,7 @@ async fn statistics_read_through_unions_of_days_stay_exact_across_late_writes() 
     assert_every_statistic_matches(&app.pool, &world).await;
     let restored = stats::refresh_blocks(&app.pool).await.expect("blocks");
     assert!(restored > 0, "stale unions stored again");
+    store_every_part(&app.pool, &world).await;
     assert_eq!(
         stats::refresh_blocks(&app.pool).await.expect("blocks"),
         0,

@@ -2,8 +2,8 @@
 //! from its start to a local midnight of some zone, or from one to its end. A Berlin day is a
 //! suffix of one UTC day and a prefix of the next; its distinct users would otherwise come from
 //! every per-user row of both days. A part is stored with every action's totals and users after
-//! the first statistics miss that needs it (and hourly for kinds in use), for days at least two
-//! days old, and read instead of those rows while its day's write count
+//! the first statistics miss that needs it (and hourly for kinds in use), for days before today,
+//! and read instead of those rows while its day's write count
 //! (`activity_day_version`) is unchanged.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -12,19 +12,17 @@ use sqlx::PgExecutor;
 use crate::domain::{DayPart, Zone};
 
 /// Which parts may be stored and read stored: the edges of a zone's local days, on days before
-/// yesterday. Writes to today are not counted (migration 10), so a day must be closed for every
-/// writer before a part of it is stored: a writer that took a day for "today" cannot have written
-/// a day a reader takes for two days old unless its transaction lasted a day.
+/// today. Every write counts itself (migration 15), so a part of any day is safe to store; today's
+/// count changes with every create, so a part of today would be stale before it was read.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Storable {
     zone: Zone,
     before: NaiveDate,
 }
 
-/// Parts of days before this one may be stored: yesterday, by this clock.
+/// Parts of days before this one may be stored: today, by this clock.
 fn closed_before() -> NaiveDate {
-    let today = Utc::now().date_naive();
-    today.checked_sub_days(Days::new(1)).unwrap_or(today)
+    Utc::now().date_naive()
 }
 
 impl Storable {
