@@ -86,8 +86,8 @@ const REFRESHED_PART_DAYS: u32 = 31;
 
 /// Hourly, from the start: forget expired idempotency keys, idle rate-limit buckets and the
 /// quarter-hour bitmaps of days no longer open, store the parts of local days in use and the
-/// unions of users of days that closed, create next month's partition, and apply `RETENTION_DAYS` (one instance at a
-/// time).
+/// unions of users of days that closed, create next month's partition, and apply
+/// `RETENTION_DAYS` (one instance at a time).
 fn spawn_housekeeping(state: web::Data<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));

@@ -8,7 +8,7 @@
 use chrono::{Days, NaiveDate};
 use sqlx::PgExecutor;
 
-use super::parts::Storable;
+use super::parts::{Storable, closed_before};
 
 /// Block lengths in days, longest first; `first_day` of a block is a multiple of its length
 /// after 1970-01-01. One day is a block of its own for the union of its actions only.
@@ -102,8 +102,8 @@ impl PieceColumns {
     }
 }
 
-/// Every block of the closed days before `storable`'s first open day, back to the first day
-/// with events: what the hourly refresh keeps stored.
+/// Every block of the days before `closed_before`, from the one holding `first` (the first day
+/// with events) on: what the hourly refresh keeps stored.
 fn blocks_between(first: NaiveDate, closed_before: NaiveDate) -> Vec<Piece> {
     let mut out = Vec::new();
     for len in BLOCK_DAYS.into_iter().chain([1]) {
@@ -123,34 +123,22 @@ fn blocks_between(first: NaiveDate, closed_before: NaiveDate) -> Vec<Piece> {
     out
 }
 
-/// Computes and stores those of `blocks` not stored under their days' current write counts, in
-/// one statement (a block and the counts it is stored under come from one snapshot). Returns
-/// how many it stored. A failure costs only speed: readers read the days instead.
-pub(crate) async fn store_blocks(db: impl PgExecutor<'_>, blocks: &[Piece]) -> sqlx::Result<u64> {
-    if blocks.is_empty() {
-        return Ok(0);
-    }
-    let mut blocks = blocks.to_vec();
-    blocks.sort_unstable_by_key(|b| (b.first, b.days));
-    blocks.dedup();
-    let first: Vec<NaiveDate> = blocks.iter().map(|b| b.first).collect();
-    let days: Vec<i16> = blocks
-        .iter()
-        .map(|b| i16::try_from(b.days).unwrap_or(i16::MAX))
-        .collect();
+/// Computes and stores `block` unless it is stored under its days' current write counts, in one
+/// statement (the block and the counts it is stored under come from one snapshot). Returns
+/// whether it stored it. A failure costs only speed: readers read the days instead.
+async fn store_block(db: impl PgExecutor<'_>, block: Piece) -> sqlx::Result<bool> {
+    let days = i16::try_from(block.days).unwrap_or(i16::MAX);
     // The header is inserted first and the bitmaps join its returned rows: a concurrent store of
     // the same block waits on the header's key and then stores nothing. Blocks of one day keep
     // only the union of every action; longer ones each action's union as well.
     let stored = sqlx::query_scalar!(
         r#"with wanted as (
-            select w.first, w.days, activity_days_version(w.first, w.days) as version
-            from unnest($1::date[], $2::int2[]) w(first, days)
+            select $1::date as first, $2::int2 as days, activity_days_version($1, $2) as version
         ), header as (
             insert into activity_blocks (first_day, days, version)
             select w.first, w.days, w.version from wanted w
             where not exists (select 1 from activity_blocks b
                               where b.first_day = w.first and b.days = w.days and b.version = w.version)
-            order by 1, 2
             on conflict do nothing
             returning first_day, days, version
         ), stale as (
@@ -173,12 +161,12 @@ pub(crate) async fn store_blocks(db: impl PgExecutor<'_>, blocks: &[Piece]) -> s
             group by 1, 2, 3, 5
         )
         select count(*) as "n!" from header"#,
-        &first,
-        &days,
+        block.first,
+        days,
     )
     .fetch_one(db)
     .await?;
-    Ok(u64::try_from(stored).unwrap_or(0))
+    Ok(stored > 0)
 }
 
 /// Stores every block of closed days with events that is missing or was made stale by a late
@@ -191,11 +179,8 @@ pub async fn refresh_blocks(db: &sqlx::PgPool) -> sqlx::Result<u64> {
         return Ok(0);
     };
     let mut stored = 0;
-    for block in blocks_between(
-        first,
-        Storable::now(crate::domain::Zone::UTC).closed_before(),
-    ) {
-        stored += store_blocks(db, &[block]).await?;
+    for block in blocks_between(first, closed_before()) {
+        stored += u64::from(store_block(db, block).await?);
     }
     Ok(stored)
 }

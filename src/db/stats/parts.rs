@@ -20,8 +20,8 @@ pub(crate) struct Storable {
     before: NaiveDate,
 }
 
-/// Parts of days before this one may be stored: today, by this clock.
-fn closed_before() -> NaiveDate {
+/// Parts and unions of days before this one may be stored: today, by this clock.
+pub(super) fn closed_before() -> NaiveDate {
     Utc::now().date_naive()
 }
 
