@@ -145,13 +145,7 @@ fi
 bench_users=${BENCH_USERS:-1000000}
 if [ "$scale_events" -gt 0 ] && [ "$bench_users" -gt 0 ]; then
   export DATABASE_URL=${BENCH_USERS_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/analytics_bench_users}
-  "$bin" migrate
-  have=$(psql -tA -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "select count(*) from activities")
-  if [ "$have" -ne "$scale_events" ]; then
-    psql -q -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "truncate activities"
-    "$bin" seed --users "$bench_users" --events "$scale_events" --days 90 --seed 1
-    psql -q -h 127.0.0.1 -U postgres -d "${DATABASE_URL##*/}" -c "vacuum analyze"
-  fi
+  bench_database "$bin" "$scale_events" "$bench_users"
   users_token=$("$bin" keys create --name "bench-$$" --role read)
   SERVER_RUST_LOG=warn,activity_analytics=info start_server "$bin"
   wait_for_stores

@@ -57,18 +57,19 @@ clear_prefix() {
   redis-cli -u "$test_redis_url" --scan --pattern "{$1}:*" | xargs -r redis-cli -u "$test_redis_url" del >/dev/null 2>&1 || true
 }
 
-# bench_database BIN EVENTS: migrates $DATABASE_URL and brings it back to the EVENTS seeded
-# events of `make bench` (deterministic, about 15 s to reseed), then vacuums and checkpoints, so
-# every run measures the same data and neither lands in the middle of a measurement. The write
-# scenarios of a previous run leave their rows behind; this is what removes them.
+# bench_database BIN EVENTS [USERS]: migrates $DATABASE_URL and brings it back to the EVENTS
+# seeded events of `make bench` from USERS users (default 20,000; deterministic, about 15 s to
+# reseed a million events), then vacuums and checkpoints, so every run measures the same data
+# and neither lands in the middle of a measurement. The write scenarios of a previous run leave
+# their rows behind; this is what removes them.
 bench_database() {
-  local bin=$1 events=$2 db=${DATABASE_URL##*/}
+  local bin=$1 events=$2 users=${3:-20000} db=${DATABASE_URL##*/}
   "$bin" migrate
   local have
   have=$(psql -tA -h 127.0.0.1 -U postgres -d "$db" -c "select count(*) from activities")
   if [ "$have" -ne "$events" ]; then
     psql -q -h 127.0.0.1 -U postgres -d "$db" -c "truncate activities"
-    "$bin" seed --users 20000 --events "$events" --days 90 --seed 1
+    "$bin" seed --users "$users" --events "$events" --days 90 --seed 1
   fi
   psql -q -h 127.0.0.1 -U postgres -d "$db" -c "vacuum analyze" -c "checkpoint"
 }
