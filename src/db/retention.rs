@@ -90,10 +90,16 @@ pub(crate) async fn forget_rollups(
 }
 
 /// Deletes the quarter-hour user bitmaps of days before yesterday: no reader uses them (they
-/// are kept for today and yesterday only, migration 11) and no writer keeps them up to date.
+/// are kept for today and yesterday only, migration 11) and no writer keeps them up to date. With
+/// them go the quarter-hour write counts of those days: only parts of today are checked against
+/// them (migration 16), and writers count them from their own yesterday on.
 pub(crate) async fn prune_recent_quarters(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<u64> {
     let done = sqlx::query!(
-        "delete from activity_recent_quarter_users where day < activity_recent_first_day()"
+        "with counts as (
+            delete from activity_quarter_versions
+            where quarter < activity_quarter_start(activity_recent_first_day(), 0)
+        )
+        delete from activity_recent_quarter_users where day < activity_recent_first_day()"
     )
     .execute(db)
     .await?;

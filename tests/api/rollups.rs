@@ -641,6 +641,98 @@ async fn statistics_read_through_unions_of_days_stay_exact_across_late_writes() 
     assert_eq!(stale, 0, "a stored union replaces its stale one");
 }
 
+/// The part of today before a zone's midnight that has passed (migration 16): stored once, it
+/// stays valid while creates land after it, counts for nothing after a write into it, and every
+/// statistic stays exact through all three.
+#[tokio::test]
+async fn a_part_of_today_stays_stored_while_creates_land_after_it() {
+    let app = spawn_app().await;
+    let world = World::new();
+    let today = world.now.date_naive();
+    let hour = (world.now - today.and_time(chrono::NaiveTime::MIN).and_utc()).num_hours();
+    if hour == 0 {
+        // No zone has a midnight between 00:00 and 01:00 UTC: no part of today has ended.
+        eprintln!("skipped: no local midnight has passed in today's first UTC hour");
+        return;
+    }
+    // A fixed-offset zone whose midnight is this UTC hour's start ("Etc/GMT+5" is UTC-5).
+    let name = if hour <= 12 {
+        format!("Etc/GMT+{hour}")
+    } else {
+        format!("Etc/GMT-{}", 24 - hour)
+    };
+    let zone: Zone = serde_json::from_value(json!(name)).expect("zone");
+    write_randomly(&app, &world, 11, 120).await;
+    let local_today = zone.date_of(world.now);
+    let queries: Vec<StatsQuery> = [None, Some("view")]
+        .into_iter()
+        .flat_map(|action| {
+            let yesterday = (local_today - chrono::Days::new(1)).to_string();
+            [
+                (None, None),
+                (Some(yesterday), Some(local_today.to_string())),
+            ]
+            .map(|(from, to)| StatsQuery {
+                range: TimeRange::parse(from.as_deref(), to.as_deref(), world.now, zone)
+                    .expect("range"),
+                action: action.map(|a| Action::parse(a).expect("action")),
+                zone,
+            })
+        })
+        .collect();
+    let dates = [1, 0].map(|ago| ActiveUsersDay {
+        date: local_today - chrono::Days::new(ago),
+        zone,
+    });
+    let mut parts = Vec::new();
+    for q in &queries {
+        parts.extend(stats::timeseries_parts(q, Bucket::Day));
+        parts.extend(stats::summary_parts(q));
+    }
+    for &date in &dates {
+        parts.extend(stats::active_users_parts(date));
+    }
+    let hi = i16::try_from(4 * hour).expect("quarter");
+    stats::store_parts(&app.pool, &parts).await.expect("store");
+    let valid = async || -> bool {
+        sqlx::query_scalar(
+            "select exists (select 1 from activity_parts
+             where day = $1 and lo = 0 and hi = $2 and version = activity_part_version(day, lo, hi))",
+        )
+        .bind(today)
+        .bind(hi)
+        .fetch_one(&app.pool)
+        .await
+        .expect("parts")
+    };
+    assert!(
+        valid().await,
+        "today's part before {name}'s midnight stored"
+    );
+    assert_statistics_match(&app.pool, &world, &queries, &dates, &[3]).await;
+
+    // Live ingest: creates at the current instant, after the part.
+    for i in 0..3 {
+        let at = Utc::now().max(world.now);
+        let body =
+            json!({"user_id": world.users[i], "action": "view", "occurred_at": at.to_rfc3339()});
+        assert_eq!(app.post_activity(&body).await.status(), StatusCode::CREATED);
+    }
+    assert!(valid().await, "creates after the part leave it valid");
+    assert_statistics_match(&app.pool, &world, &queries, &dates, &[3]).await;
+
+    // A late write into the part, by a user nobody else had that day.
+    let late = today.and_time(chrono::NaiveTime::MIN).and_utc() + Duration::minutes(7);
+    let body =
+        json!({"user_id": Uuid::new_v4(), "action": "view", "occurred_at": late.to_rfc3339()});
+    assert_eq!(app.post_activity(&body).await.status(), StatusCode::CREATED);
+    assert!(!valid().await, "a write into the part makes it stale");
+    assert_statistics_match(&app.pool, &world, &queries, &dates, &[3]).await;
+    stats::store_parts(&app.pool, &parts).await.expect("store");
+    assert!(valid().await, "stored again");
+    assert_statistics_match(&app.pool, &world, &queries, &dates, &[3]).await;
+}
+
 #[tokio::test]
 async fn concurrent_writers_keep_the_rollups_exact_and_never_deadlock() {
     let app = spawn_app().await;
@@ -802,7 +894,8 @@ async fn stored_parts_do_not_grow_with_the_ranges_actions_and_zones_a_client_inv
             .await
             .expect("count")
     };
-    let stale = "select count(*) from activity_parts where version <> activity_day_version(day)";
+    let stale =
+        "select count(*) from activity_parts where version <> activity_part_version(day, lo, hi)";
     sqlx::query(
         "insert into activities (id, user_id, action, occurred_at)
          values (gen_random_uuid(), gen_random_uuid(), 'late', '2026-03-10T12:00:00Z')",
@@ -822,10 +915,24 @@ async fn stored_parts_do_not_grow_with_the_ranges_actions_and_zones_a_client_inv
     assert!(stored > 0);
     assert_eq!(count(stale).await, 0, "stored again under the new count");
     let kinds = "select count(*) from (select distinct lo, hi from activity_parts) k";
-    let every_day = "select count(*) from (select distinct day from activity_parts) d";
+    let closed_days = "select count(*) from (select distinct day from activity_parts
+                       where day < (now() at time zone 'UTC')::date) d";
     assert_eq!(
-        count("select count(*) from activity_parts").await,
-        count(kinds).await * count(every_day).await,
-        "each kind of part on every day the refresh covers"
+        count("select count(*) from activity_parts where day < (now() at time zone 'UTC')::date")
+            .await,
+        count(kinds).await * count(closed_days).await,
+        "each kind of part on every closed day the refresh covers"
+    );
+    // And today, each kind that has ended (migration 16): the parts before a local midnight
+    // that has passed.
+    assert_eq!(
+        count("select count(*) from activity_parts where day = (now() at time zone 'UTC')::date")
+            .await,
+        count(
+            "select count(*) from (select distinct lo, hi from activity_parts) k
+             where activity_quarter_start((now() at time zone 'UTC')::date, k.hi) <= now()"
+        )
+        .await,
+        "today's parts that have ended"
     );
 }

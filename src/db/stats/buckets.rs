@@ -148,7 +148,7 @@ pub(crate) async fn bucket_counts(
             left join lateral (
                 select x.version from activity_parts x
                 where p.stored and x.day = p.day and x.lo = p.lo and x.hi = p.hi
-                  and x.version = activity_day_version(p.day)
+                  and x.version = activity_part_version(p.day, p.lo, p.hi)
             ) v on true
         ), raw as materialized (
             select r.b, e.user_id, e.value

@@ -2,22 +2,25 @@
 //! from its start to a local midnight of some zone, or from one to its end. A Berlin day is a
 //! suffix of one UTC day and a prefix of the next; its distinct users would otherwise come from
 //! every per-user row of both days. A part is stored with every action's totals and users after
-//! the first statistics miss that needs it (and hourly for kinds in use), for days before today,
-//! and read instead of those rows while its day's write count
-//! (`activity_day_version`) is unchanged.
+//! the first statistics miss that needs it (and hourly for kinds in use), for days before today
+//! and for the parts of today that have ended, and read instead of those rows while the writes
+//! counted under it are unchanged (`activity_part_version`: its day's for a closed day, its own
+//! quarters' for today, migration 16).
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::PgExecutor;
 
 use crate::domain::{DayPart, Zone};
 
-/// Which parts may be stored and read stored: the edges of a zone's local days, on days before
-/// today. Every write counts itself (migration 15), so a part of any day is safe to store; today's
-/// count changes with every create, so a part of today would be stale before it was read.
+/// Which parts may be stored and read stored: the edges of a zone's local days that have ended.
+/// Every write counts itself (migrations 15 and 16), so a part of any day is safe to store. A part
+/// of today is checked against its own quarters' count, which the creates landing after it do
+/// not change; one still running would be stale with the next create.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Storable {
     zone: Zone,
     before: NaiveDate,
+    now: DateTime<Utc>,
 }
 
 /// Parts and unions of days before this one may be stored: today, by this clock.
@@ -27,9 +30,11 @@ pub(super) fn closed_before() -> NaiveDate {
 
 impl Storable {
     pub(crate) fn now(zone: Zone) -> Self {
+        let now = Utc::now();
         Self {
             zone,
-            before: closed_before(),
+            before: now.date_naive(),
+            now,
         }
     }
 
@@ -38,6 +43,7 @@ impl Storable {
         Self {
             zone: Zone::UTC,
             before: NaiveDate::MIN,
+            now: DateTime::<Utc>::MIN_UTC,
         }
     }
 
@@ -47,7 +53,7 @@ impl Storable {
     }
 
     pub(crate) fn admits(&self, part: &DayPart) -> bool {
-        part.day < self.before && part.is_local_day_edge(self.zone)
+        (part.day < self.before || part.to() <= self.now) && part.is_local_day_edge(self.zone)
     }
 }
 
@@ -95,7 +101,7 @@ pub(crate) fn storable_parts(parts: &[DayPart], storable: Storable) -> Vec<DayPa
 
 /// Computes and stores those of `parts` that are not stored under their day's current write
 /// count: one statement, so a part and the count it is stored under come from one snapshot.
-/// `parts` must be closed days' local day edges (`storable_parts`). Returns how many parts it
+/// `parts` must be local day edges that have ended (`storable_parts`). Returns how many parts it
 /// stored. A failure costs only speed: readers read the parts from the rollups.
 pub async fn store_parts(db: impl PgExecutor<'_>, parts: &[DayPart]) -> sqlx::Result<u64> {
     if parts.is_empty() {
@@ -113,7 +119,7 @@ pub async fn store_parts(db: impl PgExecutor<'_>, parts: &[DayPart]) -> sqlx::Re
     // every action at once.
     let stored = sqlx::query_scalar!(
         r#"with wanted as (
-            select w.day, w.lo, w.hi, w.qfrom, w.qto, activity_day_version(w.day) as version
+            select w.day, w.lo, w.hi, w.qfrom, w.qto, activity_part_version(w.day, w.lo, w.hi) as version
             from unnest($1::date[], $2::int2[], $3::int2[], $4::timestamptz[], $5::timestamptz[])
                  w(day, lo, hi, qfrom, qto)
         ), header as (
@@ -170,27 +176,32 @@ pub async fn store_parts(db: impl PgExecutor<'_>, parts: &[DayPart]) -> sqlx::Re
     Ok(u64::try_from(stored).unwrap_or(0))
 }
 
-/// Stores, for the last `days` closed days, the parts of every kind stored in that time (one
-/// kind per zone offset in use and end of the day): each newly closed day, and each day a late
-/// write made stale, is stored before a request needs it. Run hourly by the service.
+/// Stores, for the last `days` closed days and today, the parts of every kind stored in that
+/// time (one kind per zone offset in use and end of the day) that have ended: each newly closed
+/// day, each part of today once its local midnight has passed, and each part a late write made
+/// stale, is stored before a request needs it. Run hourly by the service.
 pub async fn refresh_parts(db: &sqlx::PgPool, days: u32) -> sqlx::Result<u64> {
-    let closed_before = closed_before();
+    let now = Utc::now();
+    let today = now.date_naive();
     let kinds = sqlx::query!(
         r#"select distinct lo as "lo!", hi as "hi!" from activity_parts
          where day >= $1::date - $2::int4 order by 1, 2"#,
-        closed_before,
+        today,
         i32::try_from(days).unwrap_or(i32::MAX),
     )
     .fetch_all(db)
     .await?;
     let mut parts = Vec::new();
-    let closed = (1..=u64::from(days)).filter_map(|i| closed_before.checked_sub_days(Days::new(i)));
-    for day in closed {
+    let days = (0..=u64::from(days)).filter_map(|i| today.checked_sub_days(Days::new(i)));
+    for day in days {
         for k in &kinds {
             let (Ok(lo), Ok(hi)) = (u8::try_from(k.lo), u8::try_from(k.hi)) else {
                 continue;
             };
-            parts.push(DayPart { day, lo, hi });
+            let part = DayPart { day, lo, hi };
+            if part.to() <= now {
+                parts.push(part);
+            }
         }
     }
     store_parts(db, &parts).await

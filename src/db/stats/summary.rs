@@ -76,7 +76,7 @@ pub async fn summary_totals(
             left join lateral (
                 select x.version from activity_parts x
                 where p.stored and x.day = p.day and x.lo = p.lo and x.hi = p.hi
-                  and x.version = activity_day_version(p.day)
+                  and x.version = activity_part_version(p.day, p.lo, p.hi)
             ) v on true
         ), blocks as materialized (
             select k.first, k.days, v.version, v.version is not null as valid
