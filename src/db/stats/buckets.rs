@@ -243,10 +243,16 @@ pub(crate) async fn bucket_counts(
                 union all
                 -- Today and yesterday: the bitmaps of their quarters (migration 11), or the day's
                 -- own when nobody was active in the rest of the day (today's later hours).
+                -- A part's quarters are one index range: joined on a mask, the planner hashed
+                -- every recent bitmap (59,000 rows, 39 ms with a million users).
                 select p.b, r.chunk, r.users
                 from parts p
-                join activity_recent_quarter_users r
-                  on r.day = p.day and r.action = coalesce($1::text, '') and get_bit(p.mask, r.quarter) = 1
+                cross join lateral (
+                    select r.chunk, r.users from activity_recent_quarter_users r
+                    where r.day = p.day and r.action = coalesce($1::text, '')
+                      and r.quarter >= p.lo and r.quarter < p.hi
+                    offset 0
+                ) r
                 where p.day >= activity_recent_first_day() and not p.valid and not p.whole
                 union all
                 select p.b, u.chunk, u.users
@@ -256,7 +262,7 @@ pub(crate) async fn bucket_counts(
                     where u.day = p.day and ($1::text is null or u.action = $1)
                     offset 0
                 ) u
-                where p.whole
+                where p.whole and not p.valid
                 union all
                 select p.b, u.chunk, u.users
                 from parts p
