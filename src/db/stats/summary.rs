@@ -184,11 +184,17 @@ pub async fn summary_totals(
                 ) u
                 where p.whole and not p.valid
                 union all
+                -- Stored parts: one index range each (joined, the planner guessed one row
+                -- per part and, its statistics stale after a refill, scanned the whole table).
                 select u.action, u.chunk, u.users
                 from parts p
-                join activity_part_users u
-                  on u.day = p.day and u.lo = p.lo and u.hi = p.hi and u.version = p.version
-                where p.valid and u.action <> '' and ($1::text is null or u.action = $1)
+                cross join lateral (
+                    select u.action, u.chunk, u.users from activity_part_users u
+                    where u.day = p.day and u.lo = p.lo and u.hi = p.hi and u.version = p.version
+                      and u.action > '' and ($1::text is null or u.action = $1)
+                    offset 0
+                ) u
+                where p.valid
             ) b
             group by action, chunk
         ), all_bitmaps as (
