@@ -99,8 +99,9 @@ pub(crate) fn storable_parts(parts: &[DayPart], storable: Storable) -> Vec<DayPa
         .collect()
 }
 
-/// Computes and stores those of `parts` that are not stored under their day's current write
-/// count: one statement, so a part and the count it is stored under come from one snapshot.
+/// Computes and stores those of `parts` that are not stored under their current write count
+/// (`activity_part_version`): one statement, so a part and the count it is stored under come
+/// from one snapshot.
 /// `parts` must be local day edges that have ended (`storable_parts`). Returns how many parts it
 /// stored. A failure costs only speed: readers read the parts from the rollups.
 pub async fn store_parts(db: impl PgExecutor<'_>, parts: &[DayPart]) -> sqlx::Result<u64> {
