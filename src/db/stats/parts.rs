@@ -19,7 +19,6 @@ use crate::domain::{DayPart, Zone};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Storable {
     zone: Zone,
-    before: NaiveDate,
     now: DateTime<Utc>,
 }
 
@@ -30,11 +29,9 @@ pub(super) fn closed_before() -> NaiveDate {
 
 impl Storable {
     pub(crate) fn now(zone: Zone) -> Self {
-        let now = Utc::now();
         Self {
             zone,
-            before: now.date_naive(),
-            now,
+            now: Utc::now(),
         }
     }
 
@@ -42,18 +39,19 @@ impl Storable {
     pub(crate) fn never() -> Self {
         Self {
             zone: Zone::UTC,
-            before: NaiveDate::MIN,
             now: DateTime::<Utc>::MIN_UTC,
         }
     }
 
     /// The first day not closed: stored parts and blocks (`blocks`) are of earlier days.
     pub(crate) fn closed_before(&self) -> NaiveDate {
-        self.before
+        self.now.date_naive()
     }
 
+    /// A local day edge that has ended: every part of a closed day, and those of today before
+    /// a local midnight that has passed.
     pub(crate) fn admits(&self, part: &DayPart) -> bool {
-        (part.day < self.before || part.to() <= self.now) && part.is_local_day_edge(self.zone)
+        part.to() <= self.now && part.is_local_day_edge(self.zone)
     }
 }
 
@@ -101,9 +99,9 @@ pub(crate) fn storable_parts(parts: &[DayPart], storable: Storable) -> Vec<DayPa
 
 /// Computes and stores those of `parts` that are not stored under their current write count
 /// (`activity_part_version`): one statement, so a part and the count it is stored under come
-/// from one snapshot.
-/// `parts` must be local day edges that have ended (`storable_parts`). Returns how many parts it
-/// stored. A failure costs only speed: readers read the parts from the rollups.
+/// from one snapshot. `parts` must be local day edges that have ended (`storable_parts`).
+/// Returns how many parts it stored. A failure costs only speed: readers read the parts from
+/// the rollups.
 pub async fn store_parts(db: impl PgExecutor<'_>, parts: &[DayPart]) -> sqlx::Result<u64> {
     if parts.is_empty() {
         return Ok(0);
