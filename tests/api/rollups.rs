@@ -188,18 +188,24 @@ async fn assert_every_statistic_matches(pool: &PgPool, world: &World) {
 /// `assert_every_statistic_matches` can read, yesterday's included (migrations 12, 13, 15).
 async fn store_every_part(pool: &PgPool, world: &World) {
     let (queries, dates) = every_query(world);
+    store_parts_of(pool, &queries, &dates).await;
+    stats::refresh_blocks(pool).await.expect("store unions");
+}
+
+/// Stores the parts of local days that the statistics of `queries` (every bucket) and active
+/// users on `dates` read, as their misses would in the background.
+async fn store_parts_of(pool: &PgPool, queries: &[StatsQuery], dates: &[ActiveUsersDay]) {
     let mut parts = Vec::new();
-    for q in &queries {
+    for q in queries {
         for bucket in [Bucket::Hour, Bucket::Day, Bucket::Week, Bucket::Month] {
             parts.extend(stats::timeseries_parts(q, bucket));
         }
         parts.extend(stats::summary_parts(q));
     }
-    for &date in &dates {
+    for &date in dates {
         parts.extend(stats::active_users_parts(date));
     }
     stats::store_parts(pool, &parts).await.expect("store parts");
-    stats::refresh_blocks(pool).await.expect("store unions");
 }
 
 /// The ranges, actions, zones and dates the rollups are checked on.
@@ -450,17 +456,7 @@ async fn every_statistic_is_exact_in_every_zone_across_changes_of_the_clocks() {
                     .to_vec();
             let queries = zone_queries(zone);
             if round % 2 == 1 {
-                let mut parts = Vec::new();
-                for q in &queries {
-                    for bucket in [Bucket::Hour, Bucket::Day, Bucket::Week, Bucket::Month] {
-                        parts.extend(stats::timeseries_parts(q, bucket));
-                    }
-                    parts.extend(stats::summary_parts(q));
-                }
-                for &date in &dates {
-                    parts.extend(stats::active_users_parts(date));
-                }
-                stats::store_parts(&app.pool, &parts).await.expect("store");
+                store_parts_of(&app.pool, &queries, &dates).await;
                 stats::refresh_blocks(&app.pool).await.expect("blocks");
             }
             assert_statistics_match(&app.pool, &world, &queries, &dates, &[3]).await;
@@ -684,16 +680,8 @@ async fn a_part_of_today_stays_stored_while_creates_land_after_it() {
         date: local_today - chrono::Days::new(ago),
         zone,
     });
-    let mut parts = Vec::new();
-    for q in &queries {
-        parts.extend(stats::timeseries_parts(q, Bucket::Day));
-        parts.extend(stats::summary_parts(q));
-    }
-    for &date in &dates {
-        parts.extend(stats::active_users_parts(date));
-    }
     let hi = i16::try_from(4 * hour).expect("quarter");
-    stats::store_parts(&app.pool, &parts).await.expect("store");
+    store_parts_of(&app.pool, &queries, &dates).await;
     let valid = async || -> bool {
         sqlx::query_scalar(
             "select exists (select 1 from activity_parts
@@ -728,7 +716,7 @@ async fn a_part_of_today_stays_stored_while_creates_land_after_it() {
     assert_eq!(app.post_activity(&body).await.status(), StatusCode::CREATED);
     assert!(!valid().await, "a write into the part makes it stale");
     assert_statistics_match(&app.pool, &world, &queries, &dates, &[3]).await;
-    stats::store_parts(&app.pool, &parts).await.expect("store");
+    store_parts_of(&app.pool, &queries, &dates).await;
     assert!(valid().await, "stored again");
     assert_statistics_match(&app.pool, &world, &queries, &dates, &[3]).await;
 }
